@@ -1,0 +1,74 @@
+// VirtioDevice: what a virtio device model implements so that a transport can drive it
+// (virtio 1.2 §2 "Basic Facilities of a Virtio Device", §3.1 "Device Initialization").
+//
+// The transport owns the queues and their registers, the status field and feature
+// negotiation. It calls, in order: the read-only getters at any time; set_acked_features()
+// once when the driver sets FEATURES_OK with an acceptable set; activate() once when the
+// driver sets DRIVER_OK; reset() when the driver writes 0 to the status (or the VMM resets
+// the device). Config space may be read and written at any time. All of these are called
+// on the vCPU thread that accessed the transport's registers, serialised by the transport.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <optional>
+
+#include "virtio/guest_memory.h"
+#include "virtio/interrupt.h"
+#include "virtio/queue.h"
+
+namespace minivmm::virtio {
+
+// Everything a device needs to run, handed over at DRIVER_OK. The references stay valid
+// until reset() returns.
+struct ActivateContext {
+  const GuestMemory& mem;
+  std::span<Queue> queues;  // already validated; features applied
+  VirtioInterrupt& interrupt;
+};
+
+// Why activation failed, for the log; the transport sets DEVICE_NEEDS_RESET.
+struct ActivateError {
+  std::string message;
+};
+
+class VirtioDevice {
+ public:
+  virtual ~VirtioDevice() = default;
+
+  // virtio 1.2 §5: kDeviceIdBlock, ...
+  virtual uint32_t device_type() const = 0;
+  // The maximum size of each queue; the number of queues is the span's length.
+  virtual std::span<const uint16_t> queue_max_sizes() const = 0;
+  // Feature bits the device offers (must include VIRTIO_F_VERSION_1).
+  virtual uint64_t device_features() const = 0;
+  // The features the driver accepted; a subset of device_features() that the transport
+  // has already checked.
+  virtual void set_acked_features(uint64_t features) = 0;
+  virtual uint64_t acked_features() const = 0;
+
+  // Device-specific configuration space (virtio 1.2 §2.5). Reads past the end read
+  // zeroes; writes past the end are ignored. `offset` is from the start of the space.
+  virtual void read_config(uint64_t offset, std::span<uint8_t> data) const = 0;
+  virtual void write_config(uint64_t offset, std::span<const uint8_t> data) = 0;
+  // Changes whenever the device changes its config space (virtio 1.2 §2.5.1).
+  virtual uint32_t config_generation() const { return 0; }
+
+  // Start processing. The device keeps the references in `ctx` until reset().
+  // An error leaves the device inactive; the transport sets DEVICE_NEEDS_RESET.
+  virtual std::optional<ActivateError> activate(const ActivateContext& ctx) = 0;
+
+  // A queue notification from the driver (QueueNotify written, or the queue's eventfd
+  // fired). The default implementation ignores it; devices that run an event loop over
+  // eventfds are notified that way instead.
+  virtual void queue_notify(uint16_t queue_index) { (void)queue_index; }
+
+  // Stop all processing, wait for or cancel in-flight work, drop the references taken at
+  // activate(), and return to the pre-activation state. Must be safe to call when not
+  // activated. When it returns the transport may reset the queues.
+  virtual void reset() = 0;
+};
+
+}  // namespace minivmm::virtio
