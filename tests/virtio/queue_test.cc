@@ -1,0 +1,247 @@
+// Split virtqueue: activation checks, avail/used ring protocol, notification suppression
+// (virtio 1.2 §2.7).
+#include <catch2/catch.hpp>
+
+#include <vector>
+
+#include "tests/support/fake_guest.h"
+#include "virtio/queue.h"
+
+using namespace minivmm::virtio;
+using minivmm::test::DriverQueue;
+using minivmm::test::FakeGuestMemory;
+
+namespace {
+constexpr uint64_t kRam = 0x100000;
+constexpr uint64_t kRings = 0x1000;
+constexpr uint64_t kData = 0x10000;
+}  // namespace
+
+TEST_CASE("validate: size, alignment and ring placement") {
+  FakeGuestMemory guest(kRam);
+  const GuestMemory& mem = guest.mem();
+  Queue q(256);
+  CHECK(q.max_size() == 256);
+  CHECK(q.size() == 256);
+  CHECK(q.validate(mem).error() == Error::kQueueNotReady);  // not ready
+
+  DriverQueue driver(guest, 128, kRings);
+  driver.configure(q);
+  CHECK(q.validate(mem).has_value());
+
+  SECTION("size must be a power of two") {
+    q.set_size(100);
+    CHECK_FALSE(q.is_valid(mem));
+  }
+  SECTION("size 0 and size above max are invalid") {
+    q.set_size(0);
+    CHECK_FALSE(q.is_valid(mem));
+    q.set_size(512);
+    CHECK_FALSE(q.is_valid(mem));
+  }
+  SECTION("descriptor table needs 16-byte alignment") {
+    q.set_desc_table(kRings + 8);
+    CHECK_FALSE(q.is_valid(mem));
+  }
+  SECTION("avail ring needs 2-byte alignment") {
+    q.set_avail_ring(driver.avail_addr() + 1);
+    CHECK_FALSE(q.is_valid(mem));
+  }
+  SECTION("used ring needs 4-byte alignment") {
+    q.set_used_ring(driver.used_addr() + 2);
+    CHECK_FALSE(q.is_valid(mem));
+  }
+  SECTION("rings must lie inside guest RAM") {
+    q.set_used_ring(kRam - 8);
+    CHECK(q.validate(mem).error() == Error::kGuestMemory);
+    q.set_used_ring(driver.used_addr());
+    q.set_desc_table(kRam - desc_table_bytes(128));  // ends exactly at the top: fine
+    CHECK(q.is_valid(mem));
+    q.set_desc_table(0xffff'ffff'ffff'fff0);
+    CHECK_FALSE(q.is_valid(mem));
+  }
+}
+
+TEST_CASE("pop and add_used move chains through the rings") {
+  FakeGuestMemory guest(kRam);
+  const GuestMemory& mem = guest.mem();
+  DriverQueue driver(guest, 8, kRings);
+  Queue q(8);
+  driver.configure(q);
+
+  auto none = q.pop(mem);
+  REQUIRE(none.has_value());
+  CHECK_FALSE(none->has_value());
+
+  const uint16_t a = driver.add_chain({{kData, 16}, {kData + 16, 1, true}});
+  const uint16_t b = driver.add_chain({{kData + 32, 16}});
+  std::vector<uint16_t> heads;
+  auto it = q.iter(mem);
+  REQUIRE(it.has_value());
+  for (DescriptorChain& chain : *it) {
+    CHECK(chain.is_valid());
+    heads.push_back(chain.head_index());
+  }
+  CHECK(heads == std::vector<uint16_t>{a, b});
+  CHECK(q.next_avail() == 2);
+  CHECK(q.in_flight() == 2);
+
+  REQUIRE(q.add_used(mem, b, 0).has_value());
+  REQUIRE(q.add_used(mem, a, 1).has_value());
+  auto used = driver.take_used();
+  REQUIRE(used.size() == 2);
+  CHECK(used[0].id == b);
+  CHECK(used[1].id == a);
+  CHECK(used[1].len == 1);
+  CHECK(q.in_flight() == 0);
+}
+
+TEST_CASE("add_used refuses heads that are not in flight") {
+  FakeGuestMemory guest(kRam);
+  const GuestMemory& mem = guest.mem();
+  DriverQueue driver(guest, 8, kRings);
+  Queue q(8);
+  driver.configure(q);
+  CHECK(q.add_used(mem, 0, 0).error() == Error::kInvalidUsedHead);
+  CHECK(q.add_used(mem, 9, 0).error() == Error::kInvalidUsedHead);
+  const uint16_t head = driver.add_chain({{kData, 4}});
+  REQUIRE(q.pop(mem).has_value());
+  CHECK(q.add_used(mem, head, 0).has_value());
+  CHECK(q.add_used(mem, head, 0).error() == Error::kInvalidUsedHead);  // used twice
+  CHECK(driver.used_idx() == 1);
+}
+
+TEST_CASE("indices wrap at 2^16") {
+  FakeGuestMemory guest(kRam);
+  const GuestMemory& mem = guest.mem();
+  DriverQueue driver(guest, 4, kRings);
+  Queue q(4);
+  driver.configure(q);
+  for (int round = 0; round < 70000 / 4; ++round) {
+    for (int i = 0; i < 4; ++i) driver.add_chain({{kData, 8}});
+    int n = 0;
+    auto it = q.iter(mem);
+    REQUIRE(it.has_value());
+    for (DescriptorChain& chain : *it) {
+      REQUIRE(chain.is_valid());
+      REQUIRE(q.add_used(mem, chain.head_index(), 0).has_value());
+      ++n;
+    }
+    REQUIRE(n == 4);
+  }
+  CHECK(q.next_used() == static_cast<uint16_t>(70000 / 4 * 4));
+  CHECK(driver.used_idx() == q.next_used());
+}
+
+TEST_CASE("avail index jumping more than the queue size breaks the queue") {
+  FakeGuestMemory guest(kRam);
+  const GuestMemory& mem = guest.mem();
+  DriverQueue driver(guest, 8, kRings);
+  Queue q(8);
+  driver.configure(q);
+  driver.set_avail_idx(9);
+  CHECK(q.iter(mem).error() == Error::kAvailIndexTooFar);
+  CHECK(q.pop(mem).error() == Error::kAvailIndexTooFar);
+  driver.set_avail_idx(8);  // exactly a full ring is fine
+  CHECK(q.iter(mem).has_value());
+  driver.set_avail_idx(0xffff);  // "behind" us is also a jump of more than size
+  CHECK(q.iter(mem).error() == Error::kAvailIndexTooFar);
+}
+
+TEST_CASE("the same head made available twice while in flight") {
+  FakeGuestMemory guest(kRam);
+  const GuestMemory& mem = guest.mem();
+  DriverQueue driver(guest, 8, kRings);
+  Queue q(8);
+  driver.configure(q);
+  const uint16_t head = driver.add_chain({{kData, 8}});
+  driver.publish(head);
+  auto first = q.pop(mem);
+  REQUIRE(first.has_value());
+  REQUIRE((*first)->is_valid());
+  auto second = q.pop(mem);
+  REQUIRE(second.has_value());
+  CHECK((*second)->error() == Error::kHeadInFlight);
+  CHECK_FALSE((*second)->must_be_used());
+  // The original is still in flight and can be completed exactly once.
+  CHECK(q.add_used(mem, head, 0).has_value());
+  CHECK(q.add_used(mem, head, 0).error() == Error::kInvalidUsedHead);
+}
+
+TEST_CASE("a queue that is not ready yields nothing") {
+  FakeGuestMemory guest(kRam);
+  Queue q(8);
+  CHECK(q.pop(guest.mem()).error() == Error::kQueueNotReady);
+  CHECK(q.add_used(guest.mem(), 0, 0).error() == Error::kQueueNotReady);
+}
+
+TEST_CASE("reset returns the queue to its initial state") {
+  FakeGuestMemory guest(kRam);
+  const GuestMemory& mem = guest.mem();
+  DriverQueue driver(guest, 8, kRings);
+  Queue q(16);
+  driver.configure(q, true, true);
+  driver.add_chain({{kData, 8}});
+  REQUIRE(q.pop(mem).has_value());
+  q.reset();
+  CHECK_FALSE(q.ready());
+  CHECK(q.size() == 16);
+  CHECK(q.desc_table() == 0);
+  CHECK(q.avail_ring() == 0);
+  CHECK(q.used_ring() == 0);
+  CHECK(q.next_avail() == 0);
+  CHECK(q.next_used() == 0);
+  CHECK(q.in_flight() == 0);
+  CHECK_FALSE(q.event_idx());
+}
+
+TEST_CASE("notification suppression without EVENT_IDX uses the flags") {
+  FakeGuestMemory guest(kRam);
+  const GuestMemory& mem = guest.mem();
+  DriverQueue driver(guest, 8, kRings);
+  Queue q(8);
+  driver.configure(q);
+
+  REQUIRE(q.disable_notification(mem).has_value());
+  CHECK(driver.used_flags() == kVirtqUsedFNoNotify);
+  auto more = q.enable_notification(mem);
+  REQUIRE(more.has_value());
+  CHECK_FALSE(*more);
+  CHECK(driver.used_flags() == 0);
+  driver.add_chain({{kData, 8}});
+  CHECK(q.enable_notification(mem).value());  // work arrived: process it
+
+  CHECK(q.needs_notification(mem).value());
+  driver.set_avail_flags(kVirtqAvailFNoInterrupt);
+  CHECK_FALSE(q.needs_notification(mem).value());
+}
+
+TEST_CASE("notification suppression with EVENT_IDX") {
+  FakeGuestMemory guest(kRam);
+  const GuestMemory& mem = guest.mem();
+  DriverQueue driver(guest, 8, kRings);
+  Queue q(8);
+  driver.configure(q, true, false);
+
+  // enable_notification publishes avail_event = next_avail.
+  for (int i = 0; i < 3; ++i) driver.add_chain({{kData, 8}});
+  auto it = q.iter(mem);
+  REQUIRE(it.has_value());
+  std::vector<uint16_t> heads;
+  for (DescriptorChain& c : *it) heads.push_back(c.head_index());
+  CHECK_FALSE(q.enable_notification(mem).value());
+  CHECK(driver.avail_event() == 3);
+  // disable is a no-op with EVENT_IDX: the flags stay untouched.
+  REQUIRE(q.disable_notification(mem).has_value());
+  CHECK(driver.used_flags() == 0);
+
+  // The first decision always notifies.
+  REQUIRE(q.add_used(mem, heads[0], 0).has_value());
+  CHECK(q.needs_notification(mem).value());
+  // Driver asks to be woken only once used idx passes 2 (used_event = 2).
+  driver.set_used_event(2);
+  REQUIRE(q.add_used(mem, heads[1], 0).has_value());  // used idx 2: event 2 not crossed
+  CHECK_FALSE(q.needs_notification(mem).value());
+  REQUIRE(q.add_used(mem, heads[2], 0).has_value());  // used idx 3: crossed 2 -> 3
+  CHECK(q.needs_notification(mem).value());
+}
