@@ -1,5 +1,7 @@
 #include "virtio/descriptor_chain.h"
 
+#include <algorithm>
+#include <cstring>
 #include <limits>
 
 namespace minivmm::virtio {
@@ -11,37 +13,51 @@ DescriptorChain DescriptorChain::invalid(uint16_t head, Error error) {
   return chain;
 }
 
-void DescriptorChain::push(const Descriptor& d) {
-  if (count_ < kInline) {
-    inline_[count_] = d;
-  } else {
-    if (heap_.empty()) heap_.assign(inline_.begin(), inline_.end());
-    heap_.push_back(d);
-  }
-  ++count_;
+DescriptorChain& DescriptorChain::operator=(DescriptorChain&& other) noexcept {
+  if (this == &other) return *this;
+  heap_ = std::move(other.heap_);
+  if (heap_.empty()) std::copy_n(other.inline_.begin(), other.count_, inline_.begin());
+  count_ = other.count_;
+  first_writable_ = other.first_writable_;
+  readable_bytes_ = other.readable_bytes_;
+  writable_bytes_ = other.writable_bytes_;
+  head_ = other.head_;
+  owned_ = other.owned_;
+  error_ = other.error_;
+  return *this;
 }
 
-// virtio 1.2 §2.7.5 (descriptor table), §2.7.5.3 (indirect descriptors), §2.7.4.2
-// (readable before writable).
+void DescriptorChain::push_slow(const Descriptor& d) {
+  if (heap_.empty()) heap_.assign(inline_.begin(), inline_.end());
+  heap_.push_back(d);
+}
+
 DescriptorChain DescriptorChain::parse(const GuestMemory& mem, uint64_t desc_table,
                                        uint16_t queue_size, uint16_t head, bool indirect_allowed) {
   if (head >= queue_size) return invalid(head, Error::kInvalidHead);
-
-  DescriptorChain chain;
+  DescriptorChain chain;  // returned by the one return statement below: constructed in place
   chain.head_ = head;
   chain.owned_ = true;
-  auto fail = [&chain](Error e) -> DescriptorChain {
+  if (std::optional<Error> error = chain.walk(mem, desc_table, queue_size, indirect_allowed)) {
     chain.count_ = 0;
     chain.first_writable_ = 0;
     chain.readable_bytes_ = chain.writable_bytes_ = 0;
     chain.heap_.clear();
-    chain.error_ = e;
-    return std::move(chain);
-  };
+    chain.error_ = error;
+  }
+  return chain;
+}
 
-  uint64_t table = desc_table;
+// virtio 1.2 §2.7.5 (descriptor table), §2.7.5.3 (indirect descriptors), §2.7.4.2
+// (readable before writable).
+std::optional<Error> DescriptorChain::walk(const GuestMemory& mem, uint64_t desc_table,
+                                           uint16_t queue_size, bool indirect_allowed) {
+  // Each table is translated once, with its full length (the checked accessor), and the
+  // descriptors are copied out of it; a table not wholly in RAM fails as kGuestMemory.
+  const uint8_t* table = mem.translate(desc_table, desc_table_bytes(queue_size));
+  if (table == nullptr) return Error::kGuestMemory;
   uint32_t table_size = queue_size;
-  uint32_t index = head;
+  uint32_t index = head_;
   // Each table can contribute at most its own size in descriptors: one more is a loop.
   uint32_t ttl = table_size;
   bool in_indirect = false;
@@ -49,23 +65,22 @@ DescriptorChain DescriptorChain::parse(const GuestMemory& mem, uint64_t desc_tab
   uint64_t total = 0;
 
   while (true) {
-    if (ttl == 0) return fail(Error::kChainTooLong);
+    if (ttl == 0) return Error::kChainTooLong;
     --ttl;
-    // index < table_size <= 65535, so this cannot overflow; the read checks the range.
-    auto raw = mem.read_obj<VirtqDesc>(table + uint64_t{index} * sizeof(VirtqDesc));
-    if (!raw) return fail(Error::kGuestMemory);
-    const VirtqDesc d = *raw;
+    VirtqDesc d;
+    std::memcpy(&d, table + uint64_t{index} * sizeof(VirtqDesc), sizeof(d));
 
     if (d.flags & kVirtqDescFIndirect) {
-      if (!indirect_allowed) return fail(Error::kIndirectNotNegotiated);
-      if (in_indirect) return fail(Error::kNestedIndirect);
-      if (d.flags & kVirtqDescFNext) return fail(Error::kIndirectWithNext);
+      if (!indirect_allowed) return Error::kIndirectNotNegotiated;
+      if (in_indirect) return Error::kNestedIndirect;
+      if (d.flags & kVirtqDescFNext) return Error::kIndirectWithNext;
       if (d.len == 0 || d.len % sizeof(VirtqDesc) != 0 ||
           d.len / sizeof(VirtqDesc) > kMaxIndirectEntries) {
-        return fail(Error::kInvalidIndirectLength);
+        return Error::kInvalidIndirectLength;
       }
-      if (d.addr + d.len < d.addr) return fail(Error::kAddressOverflow);
-      table = d.addr;
+      if (d.addr + d.len < d.addr) return Error::kAddressOverflow;
+      table = mem.translate(d.addr, d.len);
+      if (table == nullptr) return Error::kGuestMemory;
       table_size = static_cast<uint32_t>(d.len / sizeof(VirtqDesc));
       ttl = table_size;
       index = 0;
@@ -73,26 +88,26 @@ DescriptorChain DescriptorChain::parse(const GuestMemory& mem, uint64_t desc_tab
       continue;
     }
 
-    if (d.len != 0 && d.addr + d.len - 1 < d.addr) return fail(Error::kAddressOverflow);
+    if (d.len != 0 && d.addr + d.len - 1 < d.addr) return Error::kAddressOverflow;
     total += d.len;
-    if (total > std::numeric_limits<uint32_t>::max()) return fail(Error::kLengthOverflow);
+    if (total > std::numeric_limits<uint32_t>::max()) return Error::kLengthOverflow;
     const bool write_only = (d.flags & kVirtqDescFWrite) != 0;
     if (write_only) {
-      if (!seen_writable) chain.first_writable_ = chain.count_;
+      if (!seen_writable) first_writable_ = count_;
       seen_writable = true;
-      chain.writable_bytes_ += d.len;
+      writable_bytes_ += d.len;
     } else {
-      if (seen_writable) return fail(Error::kReadableAfterWritable);
-      chain.readable_bytes_ += d.len;
+      if (seen_writable) return Error::kReadableAfterWritable;
+      readable_bytes_ += d.len;
     }
-    chain.push(Descriptor{d.addr, d.len, write_only});
+    push(Descriptor{d.addr, d.len, write_only});
 
     if (!(d.flags & kVirtqDescFNext)) break;
-    if (d.next >= table_size) return fail(Error::kInvalidNext);
+    if (d.next >= table_size) return Error::kInvalidNext;
     index = d.next;
   }
-  if (!seen_writable) chain.first_writable_ = chain.count_;
-  return chain;
+  if (!seen_writable) first_writable_ = count_;
+  return std::nullopt;
 }
 
 BufferCursor::BufferCursor(const GuestMemory& mem, std::span<const Descriptor> buffers)
@@ -132,9 +147,8 @@ Result<void> BufferCursor::write(std::span<const uint8_t> in) {
 }
 
 Result<void> BufferCursor::skip(uint64_t len) {
-  return walk(len, [&](uint64_t addr, uint64_t, uint64_t piece) {
-    return mem_->contains(addr, piece);
-  });
+  return walk(len,
+              [&](uint64_t addr, uint64_t, uint64_t piece) { return mem_->contains(addr, piece); });
 }
 
 }  // namespace minivmm::virtio

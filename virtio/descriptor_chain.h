@@ -27,10 +27,11 @@
 namespace minivmm::virtio {
 
 // One buffer of a chain, as the device sees it.
+// (No default member initialisers: chains keep an uninitialised inline array of these.)
 struct Descriptor {
-  uint64_t addr = 0;
-  uint32_t len = 0;
-  bool write_only = false;  // VIRTQ_DESC_F_WRITE: the device writes, the driver reads
+  uint64_t addr;
+  uint32_t len;
+  bool write_only;  // VIRTQ_DESC_F_WRITE: the device writes, the driver reads
 };
 
 // The most entries an indirect table may have (virtio 1.2 §2.7.5.3.1: len/16 fits in le16).
@@ -46,8 +47,10 @@ class DescriptorChain {
   // A chain that could not be walked at all (its head was unreadable or out of range).
   static DescriptorChain invalid(uint16_t head, Error error);
 
-  DescriptorChain(DescriptorChain&&) noexcept = default;
-  DescriptorChain& operator=(DescriptorChain&&) noexcept = default;
+  // Moves copy only the descriptors in use, not the whole inline array: chains are moved
+  // a few times on the way out of Queue::pop, which is the hot path.
+  DescriptorChain(DescriptorChain&& other) noexcept { *this = std::move(other); }
+  DescriptorChain& operator=(DescriptorChain&& other) noexcept;
   DescriptorChain(const DescriptorChain&) = delete;
   DescriptorChain& operator=(const DescriptorChain&) = delete;
 
@@ -74,13 +77,24 @@ class DescriptorChain {
   static constexpr size_t kInline = 8;
 
   DescriptorChain() = default;
+  std::optional<Error> walk(const GuestMemory& mem, uint64_t desc_table, uint16_t queue_size,
+                            bool indirect_allowed);
   std::span<const Descriptor> all() const {
-    return heap_.empty() ? std::span<const Descriptor>(inline_) : std::span<const Descriptor>(heap_);
+    return heap_.empty() ? std::span<const Descriptor>(inline_)
+                         : std::span<const Descriptor>(heap_);
   }
-  void push(const Descriptor& d);
+  void push(const Descriptor& d) {
+    if (count_ < kInline) {
+      inline_[count_] = d;
+    } else {
+      push_slow(d);
+    }
+    ++count_;
+  }
+  void push_slow(const Descriptor& d);
 
-  std::array<Descriptor, kInline> inline_{};
-  std::vector<Descriptor> heap_;  // used once a chain outgrows inline_
+  std::array<Descriptor, kInline> inline_;  // the first count_ entries are set
+  std::vector<Descriptor> heap_;            // used once a chain outgrows inline_
   size_t count_ = 0;
   size_t first_writable_ = 0;
   uint32_t readable_bytes_ = 0;

@@ -33,7 +33,16 @@ class GuestMemory {
   // The host address of [addr, addr + len), or nullptr when the range is not wholly inside
   // one region or wraps. A zero-length range is valid anywhere inside or at the end of a
   // region.
-  uint8_t* translate(uint64_t addr, uint64_t len) const;
+  uint8_t* translate(uint64_t addr, uint64_t len) const {
+    // Few regions (one or two around the MMIO gap): a linear scan beats a binary search.
+    for (const MemoryRegion& r : regions_) {
+      if (addr < r.guest_base) break;
+      const uint64_t offset = addr - r.guest_base;
+      // Overflow-safe form of `addr + len <= base + size`.
+      if (offset <= r.size && len <= r.size - offset) return r.host + offset;
+    }
+    return nullptr;
+  }
   bool contains(uint64_t addr, uint64_t len) const { return translate(addr, len) != nullptr; }
 
   // Copies between guest memory and host buffers; false (and nothing copied) when the guest
@@ -63,12 +72,28 @@ class GuestMemory {
   // Atomic 16-bit accesses for ring indices (virtio 1.2 §2.7.13.3: the driver publishes
   // avail->idx after the ring entries, the device used->idx after the used elements).
   // `addr` must be 2-byte aligned; nullopt / false otherwise or when out of range.
-  std::optional<uint16_t> load_acquire_u16(uint64_t addr) const;
-  bool store_release_u16(uint64_t addr, uint16_t value) const;
+  std::optional<uint16_t> load_acquire_u16(uint64_t addr) const {
+    uint16_t* p = ring_index(addr);
+    if (p == nullptr) return std::nullopt;
+    return std::atomic_ref<uint16_t>(*p).load(std::memory_order_acquire);
+  }
+  bool store_release_u16(uint64_t addr, uint16_t value) const {
+    uint16_t* p = ring_index(addr);
+    if (p == nullptr) return false;
+    std::atomic_ref<uint16_t>(*p).store(value, std::memory_order_release);
+    return true;
+  }
 
   std::span<const MemoryRegion> regions() const { return regions_; }
 
  private:
+  uint16_t* ring_index(uint64_t addr) const {
+    if (addr % alignof(uint16_t) != 0) return nullptr;
+    // The constructor checked that host and guest addresses agree modulo 8, so the host
+    // pointer is aligned too.
+    return reinterpret_cast<uint16_t*>(translate(addr, sizeof(uint16_t)));
+  }
+
   std::vector<MemoryRegion> regions_;  // sorted by guest_base
 };
 

@@ -6,7 +6,9 @@
 namespace minivmm::virtio {
 
 namespace {
-bool is_aligned(uint64_t addr, uint64_t align) { return addr % align == 0; }
+bool is_aligned(uint64_t addr, uint64_t align) {
+  return addr % align == 0;
+}
 }  // namespace
 
 std::optional<DescriptorChain> AvailIter::next() {
@@ -122,7 +124,8 @@ Result<bool> Queue::needs_notification(const GuestMemory& mem) {
     return (*flags & kVirtqAvailFNoInterrupt) == 0;
   }
   // used_event lives after the avail ring entries (virtio 1.2 §2.7.6).
-  auto used_event = mem.load_acquire_u16(avail_ring_ + kRingEntriesOffset + size_ * kAvailEntrySize);
+  auto used_event =
+      mem.load_acquire_u16(avail_ring_ + kRingEntriesOffset + size_ * kAvailEntrySize);
   if (!used_event) return Error::kGuestMemory;
   if (!old) return true;
   // vring_need_event(): notify if used_event lies in (old, used].

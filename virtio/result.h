@@ -33,8 +33,9 @@ const char* to_string(Error error);
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : data_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
-  Result(Error error) : data_(error) {}         // NOLINT(google-explicit-constructor)
+  Result(T&& value) : data_(std::in_place_index<0>, std::move(value)) {}  // NOLINT
+  Result(const T& value) : data_(std::in_place_index<0>, value) {}        // NOLINT
+  Result(Error error) : data_(std::in_place_index<1>, error) {}           // NOLINT
 
   bool has_value() const { return data_.index() == 0; }
   explicit operator bool() const { return has_value(); }

@@ -55,7 +55,9 @@ inline constexpr uint64_t kUsedRingAlign = 4;
 inline constexpr uint16_t kMaxQueueSize = 32768;
 
 // Bytes each ring occupies for a queue of `size` entries, including the event field.
-constexpr uint64_t desc_table_bytes(uint16_t size) { return uint64_t{size} * sizeof(VirtqDesc); }
+constexpr uint64_t desc_table_bytes(uint16_t size) {
+  return uint64_t{size} * sizeof(VirtqDesc);
+}
 constexpr uint64_t avail_ring_bytes(uint16_t size) {
   return kRingEntriesOffset + uint64_t{size} * kAvailEntrySize + 2;
 }
@@ -71,7 +73,9 @@ inline constexpr unsigned kFAccessPlatform = 33;
 inline constexpr unsigned kFRingPacked = 34;
 inline constexpr unsigned kFInOrder = 35;
 
-constexpr uint64_t feature_bit(unsigned bit) { return uint64_t{1} << bit; }
+constexpr uint64_t feature_bit(unsigned bit) {
+  return uint64_t{1} << bit;
+}
 constexpr bool has_feature(uint64_t features, unsigned bit) {
   return (features & feature_bit(bit)) != 0;
 }

@@ -11,9 +11,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
-#include <optional>
 
 #include "virtio/guest_memory.h"
 #include "virtio/interrupt.h"

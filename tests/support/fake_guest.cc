@@ -25,7 +25,9 @@ FakeGuestMemory::FakeGuestMemory(uint64_t size, std::optional<Hole> hole) : size
   mem_ = virtio::GuestMemory(std::move(regions));
 }
 
-FakeGuestMemory::~FakeGuestMemory() { munmap(base_, size_); }
+FakeGuestMemory::~FakeGuestMemory() {
+  munmap(base_, size_);
+}
 
 uint8_t* FakeGuestMemory::host(uint64_t gpa) const {
   if (gpa >= size_) throw std::out_of_range("fake guest address out of range");
@@ -113,30 +115,41 @@ uint16_t load16(const uint8_t* p) {
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
-void store16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, sizeof(v)); }
+void store16(uint8_t* p, uint16_t v) {
+  std::memcpy(p, &v, sizeof(v));
+}
 }  // namespace
 
 void DriverQueue::set_avail_idx(uint16_t idx) {
   avail_idx_ = idx;
   store16(guest_.host(avail_ + 2), idx);
 }
-uint16_t DriverQueue::avail_idx() const { return avail_idx_; }
-void DriverQueue::set_avail_flags(uint16_t flags) { store16(guest_.host(avail_), flags); }
+uint16_t DriverQueue::avail_idx() const {
+  return avail_idx_;
+}
+void DriverQueue::set_avail_flags(uint16_t flags) {
+  store16(guest_.host(avail_), flags);
+}
 void DriverQueue::set_used_event(uint16_t value) {
   store16(guest_.host(avail_ + 4 + uint64_t{size_} * 2), value);
 }
-uint16_t DriverQueue::used_flags() const { return load16(guest_.host(used_)); }
+uint16_t DriverQueue::used_flags() const {
+  return load16(guest_.host(used_));
+}
 uint16_t DriverQueue::avail_event() const {
   return load16(guest_.host(used_ + 4 + uint64_t{size_} * 8));
 }
-uint16_t DriverQueue::used_idx() const { return load16(guest_.host(used_ + 2)); }
+uint16_t DriverQueue::used_idx() const {
+  return load16(guest_.host(used_ + 2));
+}
 
 std::vector<VirtqUsedElem> DriverQueue::take_used() {
   std::vector<VirtqUsedElem> out;
   const uint16_t idx = used_idx();
   while (last_used_ != idx) {
     VirtqUsedElem e;
-    std::memcpy(&e, guest_.host(used_ + 4 + static_cast<uint64_t>(last_used_ % size_) * 8), sizeof(e));
+    std::memcpy(&e, guest_.host(used_ + 4 + static_cast<uint64_t>(last_used_ % size_) * 8),
+                sizeof(e));
     out.push_back(e);
     ++last_used_;
   }

@@ -141,8 +141,8 @@ TEST_CASE("lengths summing to exactly 2^32 - 1 are accepted") {
 TEST_CASE("indirect tables") {
   SECTION("a valid indirect chain") {
     Fixture f;
-    const uint16_t idx =
-        f.driver.add_indirect(kTable, {{kData, 16}, {kData + 0x100, 4096}, {kData + 0x2000, 1, true}});
+    const uint16_t idx = f.driver.add_indirect(
+        kTable, {{kData, 16}, {kData + 0x100, 4096}, {kData + 0x2000, 1, true}});
     f.driver.publish(idx);
     DescriptorChain chain = f.pop();
     REQUIRE(chain.is_valid());
@@ -224,7 +224,10 @@ TEST_CASE("indirect tables") {
 TEST_CASE("reader and writer copy across descriptor boundaries") {
   Fixture f;
   for (uint32_t i = 0; i < 64; ++i) f.guest.host(kData)[i] = static_cast<uint8_t>(i);
-  f.driver.add_chain({{kData, 10}, {kData + 10, 0}, {kData + 10, 54}, {kData + 0x1000, 3, true},
+  f.driver.add_chain({{kData, 10},
+                      {kData + 10, 0},
+                      {kData + 10, 54},
+                      {kData + 0x1000, 3, true},
                       {kData + 0x2000, 5, true}});
   DescriptorChain chain = f.pop();
   REQUIRE(chain.is_valid());
