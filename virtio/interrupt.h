@@ -21,6 +21,10 @@ class VirtioInterrupt {
  public:
   virtual ~VirtioInterrupt() = default;
   virtual void signal(uint32_t reason) = 0;
+  // The device found its queues broken by the driver (virtio 1.2 §2.1.2): the transport
+  // sets DEVICE_NEEDS_RESET and sends a configuration change interrupt. Returns whether
+  // the bit was newly set. The default does nothing, for transports without the bit.
+  virtual bool set_needs_reset() { return false; }
 };
 
 }  // namespace minivmm::virtio

@@ -54,19 +54,27 @@ Result<uint16_t> Queue::avail_idx(const GuestMemory& mem) const {
   return *idx;
 }
 
-Result<AvailIter> Queue::iter(const GuestMemory& mem) {
+Result<uint16_t> Queue::pending(const GuestMemory& mem) const {
   if (!ready_) return Error::kQueueNotReady;
   auto idx = avail_idx(mem);
   if (!idx) return idx.error();
   // Free-running 16-bit indices: the distance is taken modulo 2^16.
-  if (static_cast<uint16_t>(*idx - next_avail_) > size_) return Error::kAvailIndexTooFar;
-  return AvailIter(*this, mem, *idx);
+  const auto count = static_cast<uint16_t>(*idx - next_avail_);
+  if (count > size_) return Error::kAvailIndexTooFar;
+  return count;
+}
+
+Result<AvailIter> Queue::iter(const GuestMemory& mem) {
+  auto count = pending(mem);
+  if (!count) return count.error();
+  return AvailIter(*this, mem, static_cast<uint16_t>(next_avail_ + *count));
 }
 
 Result<std::optional<DescriptorChain>> Queue::pop(const GuestMemory& mem) {
-  auto it = iter(mem);
-  if (!it) return it.error();
-  return it->next();
+  auto count = pending(mem);
+  if (!count) return count.error();
+  if (*count == 0) return std::optional<DescriptorChain>();
+  return std::optional<DescriptorChain>(pop_one(mem));
 }
 
 DescriptorChain Queue::pop_one(const GuestMemory& mem) {
@@ -112,6 +120,7 @@ Result<void> Queue::add_used(const GuestMemory& mem, uint16_t head, uint32_t len
 }
 
 Result<bool> Queue::needs_notification(const GuestMemory& mem) {
+  if (!ready_) return Error::kQueueNotReady;
   const uint16_t used = next_used_;
   const std::optional<uint16_t> old = signalled_used_;
   signalled_used_ = used;
@@ -133,6 +142,7 @@ Result<bool> Queue::needs_notification(const GuestMemory& mem) {
 }
 
 Result<bool> Queue::enable_notification(const GuestMemory& mem) {
+  if (!ready_) return Error::kQueueNotReady;
   if (event_idx_) {
     // avail_event lives after the used ring entries (virtio 1.2 §2.7.8).
     const uint64_t avail_event = used_ring_ + kRingEntriesOffset + size_ * kUsedEntrySize;
@@ -149,6 +159,7 @@ Result<bool> Queue::enable_notification(const GuestMemory& mem) {
 }
 
 Result<void> Queue::disable_notification(const GuestMemory& mem) {
+  if (!ready_) return Error::kQueueNotReady;
   // With EVENT_IDX the driver stops notifying by itself once avail_event is behind.
   if (event_idx_) return {};
   if (!mem.store_release_u16(used_ring_ + kRingFlagsOffset, kVirtqUsedFNoNotify)) {

@@ -115,6 +115,8 @@ class Queue {
  private:
   friend class AvailIter;
   Result<uint16_t> avail_idx(const GuestMemory& mem) const;
+  // How many chains the driver made available past next_avail_ (checked against size).
+  Result<uint16_t> pending(const GuestMemory& mem) const;
   DescriptorChain pop_one(const GuestMemory& mem);
   bool test_in_flight(uint16_t head) const;
   void set_in_flight(uint16_t head, bool value);

@@ -42,7 +42,8 @@ class VirtioDevice {
   virtual uint32_t device_type() const = 0;
   // The maximum size of each queue; the number of queues is the span's length.
   virtual std::span<const uint16_t> queue_max_sizes() const = 0;
-  // Feature bits the device offers (must include VIRTIO_F_VERSION_1).
+  // Feature bits the device offers. Must include VIRTIO_F_VERSION_1 and must not include
+  // ring layouts the Queue does not implement (VIRTIO_F_RING_PACKED, VIRTIO_F_IN_ORDER).
   virtual uint64_t device_features() const = 0;
   // The features the driver accepted; a subset of device_features() that the transport
   // has already checked.
