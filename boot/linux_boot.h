@@ -1,0 +1,43 @@
+// One call that prepares guest RAM for a 64-bit Linux direct boot: kernel at 1 MiB, initrd at
+// the top of low RAM, command line, ACPI tables, zero page, page tables and GDT. Returns what the
+// VMM loads into the boot vCPU. Called from the main thread during VM setup.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "boot/acpi.h"
+#include "boot/bzimage.h"
+#include "boot/page_tables.h"
+#include "boot/result.h"
+
+namespace minivmm::boot {
+
+struct LinuxBootConfig {
+  uint64_t mem_size = 0;            // total guest RAM; low_ram covers min(mem_size, 3 GiB)
+  std::span<const uint8_t> kernel;  // bzImage file contents
+  std::span<const uint8_t> initrd;  // empty: no initrd
+  std::string_view cmdline;
+  bool acpi = true;  // false: no tables, acpi_rsdp_addr = 0
+  AcpiConfig acpi_config;
+};
+
+// Boot vCPU state (boot.rst "64-bit Boot Protocol"): RIP = entry_point, RSI = zero_page_addr,
+// RSP = RBP = stack_pointer, RFLAGS = kBootRflags, CS = cpu.code, DS/ES/SS/FS/GS = cpu.data,
+// TR = cpu.tss, control registers, EFER, GDTR and IDTR from cpu. Other vCPUs wait for INIT/SIPI.
+struct LinuxBootInfo {
+  uint64_t entry_point = 0;
+  uint64_t zero_page_addr = 0;
+  uint64_t stack_pointer = 0;
+  uint64_t rsdp_addr = 0;    // 0 when ACPI is off
+  uint64_t initrd_addr = 0;  // 0 when there is no initrd
+  LongModeState cpu{};
+};
+
+// `low_ram` is the host view of guest RAM [0, min(mem_size, kMmioGapStart)); index == guest
+// physical address. Every failure (bad kernel, too little memory, command line too long,
+// initrd too big, bad ACPI config) is an Error with a one-line message.
+Result<LinuxBootInfo> setup_linux_boot(std::span<uint8_t> low_ram, const LinuxBootConfig& config);
+
+}  // namespace minivmm::boot
