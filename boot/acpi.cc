@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "boot/dsdt.h"
 
@@ -29,10 +30,14 @@ GenericAddress io_register(uint16_t port) {
   return {kAddressSpaceSystemIo, 8, 0, kAccessSizeByte, port};
 }
 
+// resize + memcpy rather than vector::insert: g++ 12 at -O3 reports false array-bounds
+// and stringop-overflow warnings for the inlined insert.
 template <typename T>
 void append_struct(std::vector<uint8_t>& out, const T& value) {
-  const auto* bytes = reinterpret_cast<const uint8_t*>(&value);
-  out.insert(out.end(), bytes, bytes + sizeof value);
+  static_assert(std::is_trivially_copyable_v<T>);
+  const size_t old = out.size();
+  out.resize(old + sizeof value);
+  std::memcpy(out.data() + old, &value, sizeof value);
 }
 
 std::string hex(uint64_t value) {

@@ -9,8 +9,13 @@ constexpr uint8_t kNullName = 0x00;
 constexpr size_t kNameSegSize = 4;
 constexpr uint8_t kEndTag = 0x79;  // small item 0x0f, length 1 (§6.4.2.9)
 
+// resize + memcpy rather than vector::insert: g++ 12 at -O3 reports false array-bounds
+// and stringop-overflow warnings for the inlined insert.
 void append(Bytes& out, std::span<const uint8_t> bytes) {
-  out.insert(out.end(), bytes.begin(), bytes.end());
+  if (bytes.empty()) return;
+  const size_t old = out.size();
+  out.resize(old + bytes.size());
+  std::memcpy(out.data() + old, bytes.data(), bytes.size());
 }
 
 template <typename T>
