@@ -4,6 +4,7 @@
 #include <array>
 #include <bit>
 #include <cstring>
+#include <stdexcept>
 #include <utility>
 
 #include "virtio/spec.h"
@@ -54,9 +55,21 @@ uint64_t with_high(uint64_t old, uint32_t high) {
 VirtioMmioTransport::VirtioMmioTransport(std::shared_ptr<virtio::VirtioDevice> device,
                                          const virtio::GuestMemory& mem, virtio::IrqLine& irq)
     : device_(std::move(device)), mem_(mem), irq_(irq) {
+  // A device that declares what the queue or the transport cannot do is a VMM bug:
+  // Linux would refuse it (sizes must be powers of two, virtio 1.2 §2.7).
+  const uint64_t features = device_->device_features();
+  if (!virtio::has_feature(features, virtio::kFVersion1) ||
+      (features & virtio::kUnsupportedFeatures) != 0) {
+    throw std::invalid_argument("virtio device offers features the transport cannot honour");
+  }
   const std::span<const uint16_t> sizes = device_->queue_max_sizes();
   queues_.reserve(sizes.size());
-  for (uint16_t max_size : sizes) queues_.emplace_back(max_size);
+  for (uint16_t max_size : sizes) {
+    if (!std::has_single_bit(max_size) || max_size > virtio::kMaxQueueSize) {
+      throw std::invalid_argument("virtio queue size must be a power of two up to 32768");
+    }
+    queues_.emplace_back(max_size);
+  }
 }
 
 VirtioMmioTransport::~VirtioMmioTransport() {

@@ -82,7 +82,9 @@ class VirtioMmioTransport final : public BusDevice, public virtio::VirtioInterru
   static constexpr uint64_t kDeviceWindowSize = 0x1000;
 
   // `mem` and `irq` must outlive the transport. The queues are sized from
-  // device->queue_max_sizes(). `device` must not be null.
+  // device->queue_max_sizes(). `device` must not be null. Throws std::invalid_argument when
+  // the device offers features the library does not implement (virtio::kUnsupportedFeatures),
+  // does not offer VIRTIO_F_VERSION_1, or has a queue size that is not a power of two.
   VirtioMmioTransport(std::shared_ptr<virtio::VirtioDevice> device, const virtio::GuestMemory& mem,
                       virtio::IrqLine& irq);
   // Resets the device first if the driver had started it, so that it drops its references

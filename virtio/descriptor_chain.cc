@@ -26,6 +26,10 @@ DescriptorChain& DescriptorChain::operator=(DescriptorChain&& other) noexcept {
   head_ = other.head_;
   owned_ = other.owned_;
   error_ = other.error_;
+  // Leave the source empty and not returnable, so that a use after move is harmless.
+  other.count_ = other.first_writable_ = 0;
+  other.readable_bytes_ = other.writable_bytes_ = 0;
+  other.owned_ = false;
   return *this;
 }
 
@@ -102,6 +106,9 @@ std::optional<Error> DescriptorChain::walk(const GuestMemory& mem, uint64_t desc
       if (seen_writable) return Error::kReadableAfterWritable;
       readable_bytes_ += d.len;
     }
+    // virtio 1.2 §2.7.5.3.1: no chain longer than the queue size, indirect tables
+    // included. (The per-table TTL above catches loops; this caps the work per chain.)
+    if (count_ == queue_size) return Error::kChainTooLong;
     push(Descriptor{d.addr, d.len, write_only});
 
     if (!(d.flags & kVirtqDescFNext)) break;

@@ -42,6 +42,7 @@ void Queue::reset() {
   event_idx_ = indirect_ = false;
   next_avail_ = next_used_ = 0;
   signalled_used_.reset();
+  used_since_check_ = 0;
   std::fill(in_flight_.begin(), in_flight_.end(), 0);
   in_flight_count_ = 0;
 }
@@ -114,6 +115,7 @@ Result<void> Queue::add_used(const GuestMemory& mem, uint16_t head, uint32_t len
   }
   set_in_flight(head, false);
   ++next_used_;
+  if (used_since_check_ < 0x10000) ++used_since_check_;  // saturates: only >= 2^16 matters
   // virtio 1.2 §2.7.8.2: the element must be visible before the new used->idx.
   if (!mem.store_release_u16(used_ring_ + kRingIdxOffset, next_used_)) return Error::kGuestMemory;
   return {};
@@ -124,6 +126,10 @@ Result<bool> Queue::needs_notification(const GuestMemory& mem) {
   const uint16_t used = next_used_;
   const std::optional<uint16_t> old = signalled_used_;
   signalled_used_ = used;
+  // 2^16 buffers or more used since the last check: `used - old` below has wrapped and
+  // cannot tell whether used_event was crossed, so notify (Linux guards the same way).
+  const bool wrapped = used_since_check_ >= 0x10000;
+  used_since_check_ = 0;
   // Pairs with the driver's barrier between writing its flags / used_event and reading
   // used->idx: our used->idx store must be ordered before the loads below.
   std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -136,7 +142,7 @@ Result<bool> Queue::needs_notification(const GuestMemory& mem) {
   auto used_event =
       mem.load_acquire_u16(avail_ring_ + kRingEntriesOffset + size_ * kAvailEntrySize);
   if (!used_event) return Error::kGuestMemory;
-  if (!old) return true;
+  if (!old || wrapped) return true;
   // vring_need_event(): notify if used_event lies in (old, used].
   return static_cast<uint16_t>(used - *used_event - 1) < static_cast<uint16_t>(used - *old);
 }

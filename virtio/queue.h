@@ -98,8 +98,8 @@ class Queue {
   // kInvalidUsedHead when `head` was not popped (or was already used).
   Result<void> add_used(const GuestMemory& mem, uint16_t head, uint32_t len);
 
-  // Whether the driver wants an interrupt for the buffers used since the last call that
-  // returned true (virtio 1.2 §2.7.7.2 without, §2.7.10 with VIRTIO_F_EVENT_IDX).
+  // Whether the driver wants an interrupt for the buffers used since the previous call (virtio 1.2
+  // §2.7.7.2 without, §2.7.10 with VIRTIO_F_EVENT_IDX).
   Result<bool> needs_notification(const GuestMemory& mem);
   // Asks the driver to notify again; returns true when more chains arrived meanwhile, in
   // which case the device must process them (virtio 1.2 §2.7.7.1, §2.7.10).
@@ -132,7 +132,8 @@ class Queue {
 
   uint16_t next_avail_ = 0;
   uint16_t next_used_ = 0;
-  std::optional<uint16_t> signalled_used_;  // used->idx when we last decided to notify
+  std::optional<uint16_t> signalled_used_;  // used->idx at the last needs_notification
+  uint32_t used_since_check_ = 0;           // add_used calls since then
   std::vector<uint64_t> in_flight_;         // bitmap of heads popped and not yet used
   uint32_t in_flight_count_ = 0;
 };

@@ -72,6 +72,13 @@ inline constexpr unsigned kFVersion1 = 32;
 inline constexpr unsigned kFAccessPlatform = 33;
 inline constexpr unsigned kFRingPacked = 34;
 inline constexpr unsigned kFInOrder = 35;
+inline constexpr unsigned kFNotificationData = 38;
+inline constexpr unsigned kFRingReset = 40;
+
+// Transport and ring features this library does not implement: no device may offer them.
+inline constexpr uint64_t kUnsupportedFeatures =
+    (uint64_t{1} << kFRingPacked) | (uint64_t{1} << kFInOrder) |
+    (uint64_t{1} << kFNotificationData) | (uint64_t{1} << kFRingReset);
 
 constexpr uint64_t feature_bit(unsigned bit) {
   return uint64_t{1} << bit;

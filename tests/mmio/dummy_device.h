@@ -31,7 +31,7 @@ class DummyDevice final : public virtio::VirtioDevice {
   static constexpr uint64_t kFeatures = virtio::feature_bit(virtio::kFVersion1) |
                                         virtio::feature_bit(virtio::kFEventIdx) |
                                         virtio::feature_bit(virtio::kFIndirectDesc) |
-                                        virtio::feature_bit(3) | virtio::feature_bit(40);
+                                        virtio::feature_bit(3) | virtio::feature_bit(50);
   static constexpr size_t kConfigSize = 16;
 
   uint32_t device_type() const override { return kType; }

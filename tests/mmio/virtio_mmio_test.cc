@@ -50,7 +50,7 @@ TEST_CASE_METHOD(TransportFixture, "device features in two pages", "[virtio_mmio
 }
 
 TEST_CASE_METHOD(TransportFixture, "driver features are acked at FEATURES_OK", "[virtio_mmio]") {
-  const uint64_t wanted = kVersion1 | virtio::feature_bit(3) | virtio::feature_bit(40);
+  const uint64_t wanted = kVersion1 | virtio::feature_bit(3) | virtio::feature_bit(50);
   CHECK(negotiate(wanted) == kFeaturesOk);
   CHECK(device->set_acked_calls == 1);
   CHECK(device->acked == wanted);
@@ -285,6 +285,43 @@ TEST_CASE_METHOD(TransportFixture, "QueueSel beyond the queue count", "[virtio_m
     CHECK_FALSE(transport.queue(i).ready());
     CHECK(transport.queue(i).size() == transport.queue(i).max_size());
   }
+}
+
+// A device whose declared features and queue sizes are the test's parameters.
+class BadDevice final : public virtio::VirtioDevice {
+ public:
+  BadDevice(uint64_t features, uint16_t queue_size) : features_(features), sizes_{queue_size} {}
+  uint32_t device_type() const override { return virtio::kDeviceIdRng; }
+  std::span<const uint16_t> queue_max_sizes() const override { return sizes_; }
+  uint64_t device_features() const override { return features_; }
+  void set_acked_features(uint64_t) override {}
+  uint64_t acked_features() const override { return 0; }
+  void read_config(uint64_t, std::span<uint8_t>) const override {}
+  void write_config(uint64_t, std::span<const uint8_t>) override {}
+  std::optional<virtio::ActivateError> activate(const virtio::ActivateContext&) override {
+    return std::nullopt;
+  }
+  void reset() override {}
+
+ private:
+  uint64_t features_;
+  std::array<uint16_t, 1> sizes_;
+};
+
+TEST_CASE("the transport refuses devices it cannot present", "[virtio_mmio]") {
+  minivmm::test::FakeGuestMemory guest(0x10000);
+  CountingIrq irq;
+  const uint64_t v1 = virtio::feature_bit(virtio::kFVersion1);
+  auto make = [&](uint64_t features, uint16_t size) {
+    return std::make_unique<VirtioMmioTransport>(std::make_shared<BadDevice>(features, size),
+                                                 guest.mem(), irq);
+  };
+  CHECK_NOTHROW(make(v1, 256));
+  CHECK_THROWS_AS(make(0, 256), std::invalid_argument);  // no VERSION_1: legacy only
+  CHECK_THROWS_AS(make(v1 | virtio::feature_bit(virtio::kFRingPacked), 256), std::invalid_argument);
+  CHECK_THROWS_AS(make(v1 | virtio::feature_bit(virtio::kFRingReset), 256), std::invalid_argument);
+  CHECK_THROWS_AS(make(v1, 100), std::invalid_argument);
+  CHECK_THROWS_AS(make(v1, 0), std::invalid_argument);
 }
 
 }  // namespace

@@ -277,3 +277,58 @@ TEST_CASE("buffers straddling the end of RAM or a hole fail on access, not on pa
   std::array<uint8_t, 0x11> bad{};
   CHECK(writer.write(bad).error() == Error::kGuestMemory);
 }
+
+TEST_CASE("no chain is longer than the queue size, indirect tables included") {
+  std::vector<Buf> bufs;
+  for (uint32_t i = 0; i < kSize + 1; ++i) bufs.push_back({kData + i * 16, 16});
+  SECTION("an indirect table of exactly the queue size is accepted") {
+    Fixture f;
+    bufs.pop_back();
+    f.driver.publish(f.driver.add_indirect(kTable, bufs));
+    DescriptorChain chain = f.pop();
+    REQUIRE(chain.is_valid());
+    CHECK(chain.iter().size() == kSize);
+  }
+  SECTION("one more is rejected") {
+    Fixture f;
+    f.driver.publish(f.driver.add_indirect(kTable, bufs));
+    CHECK(f.pop().error() == Error::kChainTooLong);
+  }
+  SECTION("direct descriptors plus an indirect table count together") {
+    Fixture f;
+    bufs.resize(kSize - 1);
+    const uint16_t table = f.driver.add_indirect(kTable, bufs);
+    f.driver.write_desc(5, {kData, 8, kVirtqDescFNext, table});
+    f.driver.publish(5);
+    DescriptorChain ok = f.pop();
+    REQUIRE(ok.is_valid());
+    CHECK(ok.iter().size() == kSize);
+    CHECK(ok.iter()[0].len == 8);
+
+    f.driver.write_desc(6, {kData, 8, kVirtqDescFNext, 5});
+    f.driver.publish(6);
+    CHECK(f.pop().error() == Error::kChainTooLong);
+  }
+}
+
+TEST_CASE("the WRITE flag on the indirect descriptor itself is ignored (§2.7.5.3.2)") {
+  Fixture f;
+  f.driver.add_indirect(kTable, {{kData, 16}, {kData + 0x100, 1, true}});
+  f.driver.write_desc(0, {kTable, 32, kVirtqDescFIndirect | kVirtqDescFWrite, 0});
+  f.driver.publish(0);
+  DescriptorChain chain = f.pop();
+  REQUIRE(chain.is_valid());
+  CHECK(chain.readable().size() == 1);
+  CHECK(chain.writable().size() == 1);
+}
+
+TEST_CASE("a moved-from chain is empty and not returnable") {
+  Fixture f;
+  f.driver.add_chain({{kData, 16}, {kData + 0x100, 1, true}});
+  DescriptorChain a = f.pop();
+  DescriptorChain b = std::move(a);
+  CHECK(b.iter().size() == 2);
+  CHECK(b.must_be_used());
+  CHECK(a.iter().empty());  // NOLINT(bugprone-use-after-move): that is the point
+  CHECK_FALSE(a.must_be_used());
+}

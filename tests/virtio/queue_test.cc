@@ -245,3 +245,62 @@ TEST_CASE("notification suppression with EVENT_IDX") {
   REQUIRE(q.add_used(mem, heads[2], 0).has_value());  // used idx 3: crossed 2 -> 3
   CHECK(q.needs_notification(mem).value());
 }
+
+TEST_CASE("EVENT_IDX decisions across the 16-bit wrap") {
+  FakeGuestMemory guest(kRam);
+  const GuestMemory& mem = guest.mem();
+  DriverQueue driver(guest, 4, kRings);
+  Queue q(4);
+  driver.configure(q, true, false);
+  auto use_one = [&] {
+    driver.add_chain({{kData, 8}});
+    auto popped = q.pop(mem);
+    REQUIRE(popped.has_value());
+    REQUIRE(popped->has_value());
+    REQUIRE(q.add_used(mem, (*popped)->head_index(), 0).has_value());
+  };
+  // Bring used idx to 0xfffe, checking as we go so the last decision is recent.
+  for (int i = 0; i < 0xfffe; ++i) use_one();
+  REQUIRE(q.next_used() == 0xfffe);
+  (void)q.needs_notification(mem);
+  CHECK_FALSE(q.needs_notification(mem).value());  // nothing new used: no interrupt
+  driver.set_used_event(0xffff);                   // wake me when used passes 0xffff
+  use_one();                                       // used = 0xffff: not past it yet
+  CHECK_FALSE(q.needs_notification(mem).value());
+  use_one();  // used = 0x0000: crossed 0xffff through the wrap
+  CHECK(q.needs_notification(mem).value());
+  driver.set_used_event(0x0001);
+  use_one();  // used = 1: not past 1
+  CHECK_FALSE(q.needs_notification(mem).value());
+}
+
+TEST_CASE("EVENT_IDX: 2^16 uses between checks always notify") {
+  FakeGuestMemory guest(kRam);
+  const GuestMemory& mem = guest.mem();
+  DriverQueue driver(guest, 4, kRings);
+  Queue q(4);
+  driver.configure(q, true, false);
+  (void)q.needs_notification(mem);
+  driver.set_used_event(0xffff);  // crossed only by a full lap, which `used - old` cannot see
+  for (int i = 0; i < 0x10000; ++i) {
+    driver.add_chain({{kData, 8}});
+    auto popped = q.pop(mem);
+    REQUIRE(q.add_used(mem, (*popped)->head_index(), 0).has_value());
+  }
+  CHECK(q.next_used() == 0);
+  CHECK(q.needs_notification(mem).value());
+}
+
+TEST_CASE("rings ending exactly at the top of RAM or at the edge of a hole are valid") {
+  FakeGuestMemory guest(0x30000, FakeGuestMemory::Hole{0x10000, 0x20000});
+  const GuestMemory& mem = guest.mem();
+  Queue q(8);
+  q.set_size(8);
+  q.set_ready(true);
+  q.set_desc_table(0x1000);
+  q.set_avail_ring(0x10000 - avail_ring_bytes(8));    // ends at the hole
+  q.set_used_ring(0x30000 - used_ring_bytes(8) - 2);  // 4-aligned, 2 bytes below the top
+  CHECK(q.is_valid(mem));
+  q.set_avail_ring(0x10000 - avail_ring_bytes(8) + 2);  // 2 bytes into the hole
+  CHECK(q.validate(mem).error() == Error::kGuestMemory);
+}
