@@ -1,0 +1,77 @@
+#include "devices/disk_image.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace minivmm::devices {
+
+namespace {
+std::string errno_text(int err) {
+  return std::strerror(err);
+}
+}  // namespace
+
+DiskImage::DiskImage(const std::string& path, bool read_only, bool direct)
+    : path_(path), read_only_(read_only), direct_(direct) {
+  int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+  if (direct) flags |= O_DIRECT;
+  fd_ = ::open(path.c_str(), flags);
+  if (fd_ < 0) {
+    const int err = errno;
+    if (err == EISDIR) throw DiskImageError("disk image " + path + " is a directory");
+    if (err == EINVAL && direct) {
+      throw DiskImageError("disk image " + path + ": O_DIRECT is not supported there");
+    }
+    throw DiskImageError("cannot open disk image " + path + ": " + errno_text(err));
+  }
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    throw DiskImageError("cannot stat disk image " + path + ": " + errno_text(err));
+  }
+  uint64_t size = 0;
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd_);
+    throw DiskImageError("disk image " + path + " is a directory");
+  } else if (S_ISBLK(st.st_mode)) {
+    if (::ioctl(fd_, BLKGETSIZE64, &size) != 0) {
+      const int err = errno;
+      ::close(fd_);
+      throw DiskImageError("cannot get the size of block device " + path + ": " + errno_text(err));
+    }
+  } else if (S_ISREG(st.st_mode)) {
+    size = static_cast<uint64_t>(st.st_size);
+  } else {
+    ::close(fd_);
+    throw DiskImageError("disk image " + path + " is neither a regular file nor a block device");
+  }
+  // Exclusive for writers, shared for readers: a writer excludes everyone else.
+  if (::flock(fd_, (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    if (err == EWOULDBLOCK) {
+      throw DiskImageError("disk image " + path + " is locked by another process");
+    }
+    throw DiskImageError("cannot lock disk image " + path + ": " + errno_text(err));
+  }
+  if (size % 512 != 0) {
+    spdlog::warn("disk image {}: size {} is not a multiple of 512; the last {} bytes are ignored",
+                 path, size, size % 512);
+  }
+  capacity_sectors_ = size / 512;
+}
+
+DiskImage::~DiskImage() {
+  if (fd_ >= 0) ::close(fd_);  // closing the last fd of the description drops the lock
+}
+
+}  // namespace minivmm::devices

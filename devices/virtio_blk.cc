@@ -1,0 +1,380 @@
+#include "devices/virtio_blk.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <future>
+#include <stdexcept>
+
+#include "virtio/spec.h"
+
+namespace minivmm::devices {
+
+using virtio::DescriptorChain;
+using virtio::feature_bit;
+
+namespace {
+
+std::unique_ptr<DiskBackend> make_backend(const BlockConfig& cfg, const DiskImage& image) {
+  if (cfg.engine == BlockConfig::Engine::kIoUring) {
+    std::string error;
+    // Each head is in flight at most once and carries one op at a time.
+    const uint32_t depth = uint32_t{cfg.num_queues} * cfg.queue_size;
+    auto b = make_uring_backend(image, depth, error);
+    if (b) return b;
+    spdlog::warn("disk {}: io_uring unavailable ({}); using the synchronous backend", cfg.path,
+                 error);
+  }
+  return make_sync_backend(image);
+}
+
+}  // namespace
+
+VirtioBlock::VirtioBlock(const BlockConfig& config)
+    : cfg_(config), image_(config.path, config.read_only, config.direct) {
+  if (cfg_.num_queues == 0) throw std::invalid_argument("virtio-blk: num_queues must be >= 1");
+  if (cfg_.queue_size < 2 || !std::has_single_bit(cfg_.queue_size) ||
+      cfg_.queue_size > virtio::kMaxQueueSize) {
+    throw std::invalid_argument("virtio-blk: queue_size must be a power of two in [2, 32768]");
+  }
+  if (cfg_.serial.size() > kBlkIdBytes) {
+    spdlog::warn("disk {}: serial '{}' is longer than {} bytes and is truncated", cfg_.path,
+                 cfg_.serial, kBlkIdBytes);
+  }
+  queue_sizes_.assign(cfg_.num_queues, cfg_.queue_size);
+  queue_efds_.resize(cfg_.num_queues);
+  slots_.resize(cfg_.num_queues);
+  for (uint16_t q = 0; q < cfg_.num_queues; ++q) {
+    slots_[q].resize(cfg_.queue_size);
+    for (uint16_t h = 0; h < cfg_.queue_size; ++h) {
+      slots_[q][h].queue = q;
+      slots_[q][h].head = h;
+      slots_[q][h].op.owner = &slots_[q][h];
+    }
+  }
+  on_complete_fn_ = [this](DiskOp& op, int64_t result) { on_complete(op, result); };
+
+  // virtio 1.2 §5.2.3 feature bits; §5.2.4 configuration layout.
+  const bool ro = image_.read_only();
+  device_features_ = feature_bit(virtio::kFVersion1) | feature_bit(virtio::kFEventIdx) |
+                     feature_bit(virtio::kFIndirectDesc) | feature_bit(kBlkFFlush) |
+                     feature_bit(kBlkFBlkSize) | feature_bit(kBlkFSegMax) | feature_bit(kBlkFMq);
+  if (ro) {
+    device_features_ |= feature_bit(kBlkFRo);
+  } else {
+    device_features_ |= feature_bit(kBlkFDiscard) | feature_bit(kBlkFWriteZeroes);
+  }
+  config_.capacity = image_.capacity_sectors();
+  // Without indirect descriptors a request has at most queue_size - 2 data buffers; with
+  // them, the iovec limit applies.
+  config_.seg_max = std::min<uint32_t>(cfg_.queue_size - 2u, kMaxIovecs);
+  config_.blk_size = kSectorSize;
+  config_.num_queues = cfg_.num_queues;
+  config_.max_discard_sectors = kMaxDwzSectors;
+  config_.max_discard_seg = kMaxDwzSegments;
+  config_.discard_sector_alignment = 8;  // 4 KiB: the usual hole-punching granularity
+  config_.max_write_zeroes_sectors = kMaxDwzSectors;
+  config_.max_write_zeroes_seg = kMaxDwzSegments;
+  config_.write_zeroes_may_unmap = 1;
+}
+
+VirtioBlock::~VirtioBlock() {
+  reset();
+}
+
+void VirtioBlock::read_config(uint64_t offset, std::span<uint8_t> data) const {
+  // virtio 1.2 §2.5: reads past the end of the space read zeroes.
+  std::fill(data.begin(), data.end(), uint8_t{0});
+  if (offset >= sizeof(config_)) return;
+  const size_t n = std::min<size_t>(data.size(), sizeof(config_) - static_cast<size_t>(offset));
+  std::memcpy(data.data(), reinterpret_cast<const uint8_t*>(&config_) + offset, n);
+}
+
+void VirtioBlock::write_config(uint64_t offset, std::span<const uint8_t> data) {
+  // Only `writeback` is writable, and only with VIRTIO_BLK_F_CONFIG_WCE, which is not
+  // offered (virtio 1.2 §5.2.5.1): ignore.
+  (void)offset;
+  (void)data;
+}
+
+int VirtioBlock::queue_eventfd(uint16_t queue_index) const {
+  if (queue_index >= queue_efds_.size()) return -1;
+  return queue_efds_[queue_index].fd();
+}
+
+void VirtioBlock::queue_notify(uint16_t queue_index) {
+  if (queue_index < queue_efds_.size()) queue_efds_[queue_index].signal();
+}
+
+std::optional<virtio::ActivateError> VirtioBlock::activate(const virtio::ActivateContext& ctx) {
+  if (active_) return virtio::ActivateError{"virtio-blk: already active"};
+  if (ctx.queues.size() != cfg_.num_queues) {
+    return virtio::ActivateError{"virtio-blk: expected " + std::to_string(cfg_.num_queues) +
+                                 " queues, got " + std::to_string(ctx.queues.size())};
+  }
+  for (const virtio::Queue& q : ctx.queues) {
+    if (q.size() > cfg_.queue_size) return virtio::ActivateError{"virtio-blk: queue too large"};
+  }
+  mem_ = &ctx.mem;
+  queues_ = ctx.queues;
+  interrupt_ = &ctx.interrupt;
+  props_ = DiskProperties{};
+  props_.capacity_sectors = image_.capacity_sectors();
+  props_.read_only = image_.read_only();
+  props_.discard = virtio::has_feature(acked_features_, kBlkFDiscard);
+  props_.write_zeroes = virtio::has_feature(acked_features_, kBlkFWriteZeroes);
+  props_.max_discard_sectors = props_.max_write_zeroes_sectors = kMaxDwzSectors;
+  props_.max_discard_seg = props_.max_write_zeroes_seg = kMaxDwzSegments;
+  props_.max_iovecs = kMaxIovecs;
+  // virtio 1.2 §5.2.6.3: without VIRTIO_BLK_F_FLUSH the device must be write-through.
+  writethrough_ = !virtio::has_feature(acked_features_, kBlkFFlush);
+  stopping_ = false;
+  broken_.assign(cfg_.num_queues, 0);
+  stalled_.assign(cfg_.num_queues, 0);
+  polling_.assign(cfg_.num_queues, 0);
+  dirty_.assign(cfg_.num_queues, 0);
+
+  try {
+    loop_ = std::make_unique<EventLoop>();
+    for (uint16_t q = 0; q < cfg_.num_queues; ++q) {
+      loop_->add(queue_efds_[q].fd(), [this, q] {
+        queue_efds_[q].consume();
+        process_queue(q);
+        flush_notifications();
+      });
+    }
+    // The backend is made on the I/O thread (io_uring's single-issuer mode wants its
+    // submitter to be its creator); wait until it exists.
+    std::promise<void> started;
+    auto ready = started.get_future();
+    thread_ = std::thread([this, &started] { io_thread(started); });
+    try {
+      ready.get();
+    } catch (...) {
+      thread_.join();
+      throw;
+    }
+  } catch (const std::exception& e) {
+    loop_.reset();
+    mem_ = nullptr;
+    interrupt_ = nullptr;
+    queues_ = {};
+    return virtio::ActivateError{std::string("virtio-blk: cannot start the I/O thread: ") +
+                                 e.what()};
+  }
+  active_ = true;
+  return std::nullopt;
+}
+
+void VirtioBlock::reset() {
+  if (!active_) return;
+  loop_->stop();
+  thread_.join();  // the thread waits for in-flight I/O before it returns
+  loop_.reset();
+  mem_ = nullptr;
+  interrupt_ = nullptr;
+  queues_ = {};
+  acked_features_ = 0;
+  active_ = false;
+}
+
+void VirtioBlock::io_thread(std::promise<void>& started) {
+  try {
+    backend_ = make_backend(cfg_, image_);
+    backend_name_ = backend_->name();
+    if (backend_->completion_fd() >= 0) {
+      loop_->add(backend_->completion_fd(), [this] {
+        reap_completions();
+        for (uint16_t q = 0; q < cfg_.num_queues; ++q) {
+          if (stalled_[q] || polling_[q]) process_queue(q);
+        }
+        flush_notifications();
+      });
+    }
+  } catch (...) {
+    backend_.reset();
+    started.set_exception(std::current_exception());
+    return;
+  }
+  started.set_value();  // `started` is gone after this
+  try {
+    // Work made available before activation (or while a previous loop was stopping).
+    for (uint16_t q = 0; q < cfg_.num_queues; ++q) process_queue(q);
+    flush_notifications();
+    loop_->run();
+  } catch (const std::exception& e) {
+    spdlog::error("virtio-blk {}: I/O thread failed: {}", cfg_.path, e.what());
+    if (needs_reset_) needs_reset_();
+  }
+  // Reset: nothing more goes to the used rings, but the kernel may still be writing into
+  // guest buffers, so wait for every op before letting the references go.
+  stopping_ = true;
+  try {
+    backend_->drain(on_complete_fn_);
+  } catch (const std::exception& e) {
+    spdlog::error("virtio-blk {}: draining I/O failed: {}", cfg_.path, e.what());
+  }
+  backend_.reset();
+}
+
+// virtio 1.2 §2.7.13 (processing available buffers) with notification suppression
+// (§2.7.10): notifications are off while we drain the ring, and back on before we stop,
+// re-checking for buffers that arrived in between. While many ops are in flight on an
+// asynchronous backend, notifications stay off and the ring is polled on every completion
+// instead: the driver then never has to kick (no eventfd write, no extra wake-up of this
+// thread), and a new request waits at most until the next of those completions.
+void VirtioBlock::process_queue(uint16_t q) {
+  if (broken_[q] || stopping_) return;
+  virtio::Queue& queue = queues_[q];
+  stalled_[q] = 0;
+  polling_[q] = 0;
+  while (true) {
+    if (!queue.disable_notification(*mem_)) return mark_broken(q, "used ring not writable");
+    auto it = queue.iter(*mem_);
+    if (!it) return mark_broken(q, virtio::to_string(it.error()));
+    while (true) {
+      if (!backend_->has_capacity()) {
+        stalled_[q] = 1;  // resumed when completions make room
+        break;
+      }
+      auto chain = it->next();
+      if (!chain) break;
+      handle_chain(q, std::move(*chain));
+      if (broken_[q]) break;
+    }
+    backend_->submit();
+    if (backend_->completion_fd() < 0) reap_completions();
+    if (broken_[q] || stalled_[q]) return;
+    if (backend_->completion_fd() >= 0 && backend_->in_flight() >= kPollInFlight) {
+      polling_[q] = 1;
+      return;
+    }
+    auto more = queue.enable_notification(*mem_);
+    if (!more) return mark_broken(q, virtio::to_string(more.error()));
+    if (!*more) return;
+  }
+}
+
+void VirtioBlock::handle_chain(uint16_t q, DescriptorChain chain) {
+  if (!chain.must_be_used()) {
+    return mark_broken(q, virtio::to_string(chain.error().value_or(virtio::Error::kInvalidHead)));
+  }
+  Slot& s = slots_[q][chain.head_index()];
+  const ParseOutcome outcome = parse_into(chain, *mem_, props_, s.req);
+  if (outcome.status != kBlkSOk) {
+    spdlog::debug("virtio-blk: queue {} head {}: rejected with status {}", q, s.head,
+                  outcome.status);
+    return finish(s, outcome.status, 0);
+  }
+  s.status = kBlkSOk;
+  s.flushing = false;
+  s.next_segment = 0;
+  s.written = 0;
+  DiskOp& op = s.op;
+  op.unmap = false;
+  op.iov = s.req.iov.data();
+  op.iov_count = static_cast<uint32_t>(s.req.iov.size());
+  op.length = s.req.data_len;
+  op.offset = s.req.sector << kSectorShift;  // in range: parse checked sector + len
+  switch (s.req.type) {
+    case RequestType::kGetId:
+      s.written = write_serial(s.req.iov, cfg_.serial.data(), cfg_.serial.size());
+      return finish(s, kBlkSOk, s.written);
+    case RequestType::kIn:
+      op.kind = DiskOp::Kind::kRead;
+      s.written = static_cast<uint32_t>(s.req.data_len);
+      break;
+    case RequestType::kOut:
+      op.kind = DiskOp::Kind::kWrite;
+      break;
+    case RequestType::kFlush:
+      op.kind = DiskOp::Kind::kFlush;
+      break;
+    case RequestType::kDiscard:
+    case RequestType::kWriteZeroes:
+      if (s.req.segments.empty()) return finish(s, kBlkSOk, 0);
+      return start_segment(s);
+  }
+  backend_->enqueue(op);
+}
+
+void VirtioBlock::start_segment(Slot& s) {
+  const Segment& seg = s.req.segments[s.next_segment++];
+  DiskOp& op = s.op;
+  op.kind =
+      s.req.type == RequestType::kDiscard ? DiskOp::Kind::kDiscard : DiskOp::Kind::kWriteZeroes;
+  op.offset = seg.sector << kSectorShift;
+  op.length = uint64_t{seg.num_sectors} << kSectorShift;
+  op.unmap = seg.unmap;
+  op.iov = nullptr;
+  op.iov_count = 0;
+  backend_->enqueue(op);
+}
+
+// A backend op finished. Requests with more steps (further segments, the write-through
+// fdatasync) continue; the rest complete to the guest.
+void VirtioBlock::on_complete(DiskOp& op, int64_t result) {
+  Slot& s = *static_cast<Slot*>(op.owner);
+  if (stopping_) return;  // reset: the rings are no longer ours
+  if (result < 0) {
+    spdlog::debug("virtio-blk {}: I/O error {} at offset {}", cfg_.path, -result, op.offset);
+    return finish(s, kBlkSIoErr, 0);
+  }
+  if (s.next_segment < s.req.segments.size()) return start_segment(s);
+  const bool modifies = s.req.type == RequestType::kOut || s.req.type == RequestType::kDiscard ||
+                        s.req.type == RequestType::kWriteZeroes;
+  if (writethrough_ && modifies && !s.flushing) {
+    s.flushing = true;
+    op.kind = DiskOp::Kind::kFlush;
+    return backend_->enqueue(op);
+  }
+  finish(s, kBlkSOk, s.written);
+}
+
+// virtio 1.2 §5.2.6: write the status, then return the chain with the number of bytes
+// written to the guest (data + status) as the used length.
+void VirtioBlock::finish(Slot& s, uint8_t status, uint32_t written) {
+  if (broken_[s.queue]) return;
+  uint32_t used_len = 0;
+  if (s.req.status != nullptr) {
+    *s.req.status = status;
+    used_len = (status == kBlkSOk ? written : 0) + 1;
+  }
+  // add_used publishes used->idx with release semantics, after the status byte.
+  auto r = queues_[s.queue].add_used(*mem_, s.head, used_len);
+  if (!r) return mark_broken(s.queue, virtio::to_string(r.error()));
+  dirty_[s.queue] = 1;
+}
+
+void VirtioBlock::reap_completions() {
+  // Completions may start further steps (segments, write-through flushes): submit those
+  // and, for the synchronous backend, collect their results too.
+  while (backend_->reap(on_complete_fn_) > 0) backend_->submit();
+}
+
+void VirtioBlock::flush_notifications() {
+  bool signal = false;
+  for (uint16_t q = 0; q < cfg_.num_queues; ++q) {
+    if (!dirty_[q] || broken_[q]) continue;
+    dirty_[q] = 0;
+    auto needed = queues_[q].needs_notification(*mem_);
+    if (!needed) {
+      mark_broken(q, virtio::to_string(needed.error()));
+      continue;
+    }
+    signal = signal || *needed;
+  }
+  if (signal) interrupt_->signal(virtio::kInterruptUsedBuffer);
+}
+
+void VirtioBlock::mark_broken(uint16_t q, const char* why) {
+  if (broken_[q]) return;
+  broken_[q] = 1;
+  spdlog::warn("virtio-blk {}: queue {} is broken ({}); the device needs a reset", cfg_.path, q,
+               why);
+  if (needs_reset_) needs_reset_();
+}
+
+}  // namespace minivmm::devices

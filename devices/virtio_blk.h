@@ -1,0 +1,191 @@
+// VirtioBlock: the virtio-blk device (virtio 1.2 §5.2) on the in-tree Queue and
+// VirtioDevice, with its disk image, a disk backend (io_uring or synchronous) and an I/O
+// thread.
+//
+// Owns: the DiskImage (opened and locked at construction), one eventfd per queue (for
+// KVM_IOEVENTFD), and while active the I/O thread with its EventLoop and disk backend. Each
+// request is parsed by `parse_into` (devices/virtio_blk_request.h), executed on the
+// backend with iovecs pointing into guest memory, and returned to the used ring only after
+// the backend finished it; the status byte is written whenever it is reachable.
+//
+// Threads: the VirtioDevice methods are called by the transport on a vCPU thread
+// (serialised by it); queue_notify() and queue_eventfd() from any thread. Between
+// activate() and reset() the I/O thread alone touches the queues, the backend and guest
+// memory. reset() stops the I/O thread after in-flight I/O completed; the device can then
+// be activated again.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "devices/disk_backend.h"
+#include "devices/disk_image.h"
+#include "devices/event_loop.h"
+#include "devices/virtio_blk_request.h"
+#include "virtio/virtio_device.h"
+
+namespace minivmm::devices {
+
+struct BlockConfig {
+  enum class Engine : uint8_t { kIoUring, kSync };
+  std::string path;
+  bool read_only = false;
+  bool direct = false;  // O_DIRECT: bypass the host page cache
+  std::string serial;   // GET_ID answer, at most 20 bytes (longer is truncated)
+  Engine engine = Engine::kIoUring;
+  uint16_t num_queues = 1;
+  uint16_t queue_size = 256;  // a power of two
+};
+
+// virtio 1.2 §5.2.4 "struct virtio_blk_config".
+struct VirtioBlkConfig {
+  uint64_t capacity;  // in 512-byte sectors
+  uint32_t size_max;
+  uint32_t seg_max;
+  uint16_t geometry_cylinders;
+  uint8_t geometry_heads;
+  uint8_t geometry_sectors;
+  uint32_t blk_size;
+  uint8_t physical_block_exp;
+  uint8_t alignment_offset;
+  uint16_t min_io_size;
+  uint32_t opt_io_size;
+  uint8_t writeback;
+  uint8_t unused0;
+  uint16_t num_queues;
+  uint32_t max_discard_sectors;
+  uint32_t max_discard_seg;
+  uint32_t discard_sector_alignment;
+  uint32_t max_write_zeroes_sectors;
+  uint32_t max_write_zeroes_seg;
+  uint8_t write_zeroes_may_unmap;
+  uint8_t unused1[3];
+  uint32_t max_secure_erase_sectors;
+  uint32_t max_secure_erase_seg;
+  uint32_t secure_erase_sector_alignment;
+};
+static_assert(sizeof(VirtioBlkConfig) == 72);
+static_assert(offsetof(VirtioBlkConfig, capacity) == 0);
+static_assert(offsetof(VirtioBlkConfig, size_max) == 8);
+static_assert(offsetof(VirtioBlkConfig, seg_max) == 12);
+static_assert(offsetof(VirtioBlkConfig, geometry_cylinders) == 16);
+static_assert(offsetof(VirtioBlkConfig, blk_size) == 20);
+static_assert(offsetof(VirtioBlkConfig, physical_block_exp) == 24);
+static_assert(offsetof(VirtioBlkConfig, opt_io_size) == 28);
+static_assert(offsetof(VirtioBlkConfig, writeback) == 32);
+static_assert(offsetof(VirtioBlkConfig, num_queues) == 34);
+static_assert(offsetof(VirtioBlkConfig, max_discard_sectors) == 36);
+static_assert(offsetof(VirtioBlkConfig, max_discard_seg) == 40);
+static_assert(offsetof(VirtioBlkConfig, discard_sector_alignment) == 44);
+static_assert(offsetof(VirtioBlkConfig, max_write_zeroes_sectors) == 48);
+static_assert(offsetof(VirtioBlkConfig, max_write_zeroes_seg) == 52);
+static_assert(offsetof(VirtioBlkConfig, write_zeroes_may_unmap) == 56);
+static_assert(offsetof(VirtioBlkConfig, max_secure_erase_sectors) == 60);
+static_assert(offsetof(VirtioBlkConfig, secure_erase_sector_alignment) == 68);
+static_assert(std::is_trivially_copyable_v<VirtioBlkConfig>);
+
+// Limits the device advertises (and enforces) for discard / write-zeroes.
+inline constexpr uint32_t kMaxDwzSectors = 1u << 22;  // 2 GiB per segment
+inline constexpr uint32_t kMaxDwzSegments = 32;
+inline constexpr uint32_t kMaxIovecs = 1024;  // IOV_MAX: preadv / io_uring readv limit
+// With at least this many backend ops in flight, the device polls the avail ring on each
+// completion instead of asking the driver for notifications.
+inline constexpr size_t kPollInFlight = 8;
+
+class VirtioBlock final : public virtio::VirtioDevice {
+ public:
+  // Opens and locks the image. Throws DiskImageError (image problems, meant for the user)
+  // or std::invalid_argument (bad config). The backend is set up at each activate(); io_uring
+  // being unavailable then falls back to the synchronous backend with a warning.
+  explicit VirtioBlock(const BlockConfig& config);
+  ~VirtioBlock() override;
+  VirtioBlock(const VirtioBlock&) = delete;
+  VirtioBlock& operator=(const VirtioBlock&) = delete;
+
+  uint32_t device_type() const override { return virtio::kDeviceIdBlock; }
+  std::span<const uint16_t> queue_max_sizes() const override { return queue_sizes_; }
+  uint64_t device_features() const override { return device_features_; }
+  void set_acked_features(uint64_t features) override { acked_features_ = features; }
+  uint64_t acked_features() const override { return acked_features_; }
+  void read_config(uint64_t offset, std::span<uint8_t> data) const override;
+  void write_config(uint64_t offset, std::span<const uint8_t> data) override;
+  std::optional<virtio::ActivateError> activate(const virtio::ActivateContext& ctx) override;
+  // Signals the queue's eventfd; the I/O thread does the work.
+  void queue_notify(uint16_t queue_index) override;
+  void reset() override;
+
+  // The eventfd to register with KVM_IOEVENTFD for QueueNotify == `queue_index`; -1 when out
+  // of range. Valid for the device's lifetime, across resets.
+  int queue_eventfd(uint16_t queue_index) const;
+  // Called on the I/O thread when a queue is broken by the driver (avail index too far,
+  // a bad head, rings outside RAM): the transport should set DEVICE_NEEDS_RESET and
+  // raise a config-change interrupt (virtio 1.2 §2.1.2).
+  void set_needs_reset_handler(std::function<void()> handler) { needs_reset_ = std::move(handler); }
+
+  const VirtioBlkConfig& config() const { return config_; }
+  // "io_uring" or "sync" once activated ("none" before): io_uring falls back to sync where
+  // the kernel refuses it.
+  const char* backend_name() const { return backend_name_; }
+  bool active() const { return active_; }
+
+ private:
+  // Per (queue, head): the request being executed. One DiskOp at a time; segments and the
+  // write-through flush follow one another.
+  struct Slot {
+    Request req;
+    DiskOp op;
+    uint16_t queue = 0;
+    uint16_t head = 0;
+    uint8_t status = kBlkSOk;
+    uint32_t written = 0;  // bytes written to the guest on success
+    size_t next_segment = 0;
+    bool flushing = false;  // the write-through fdatasync of a write is running
+  };
+
+  void io_thread(std::promise<void>& started);
+  void process_queue(uint16_t q);
+  void handle_chain(uint16_t q, virtio::DescriptorChain chain);
+  void start_segment(Slot& s);
+  void on_complete(DiskOp& op, int64_t result);
+  void finish(Slot& s, uint8_t status, uint32_t written);
+  void reap_completions();
+  void flush_notifications();
+  void mark_broken(uint16_t q, const char* why);
+
+  BlockConfig cfg_;
+  DiskImage image_;
+  std::unique_ptr<DiskBackend> backend_;  // made and destroyed by the I/O thread
+  const char* backend_name_ = "none";
+  std::vector<uint16_t> queue_sizes_;
+  std::vector<EventFd> queue_efds_;
+  VirtioBlkConfig config_{};
+  uint64_t device_features_ = 0;
+  uint64_t acked_features_ = 0;
+  std::function<void()> needs_reset_;
+  DiskBackend::CompletionFn on_complete_fn_;
+
+  // Set by activate(), cleared by reset(); used by the I/O thread in between.
+  bool active_ = false;
+  const virtio::GuestMemory* mem_ = nullptr;
+  std::span<virtio::Queue> queues_;
+  virtio::VirtioInterrupt* interrupt_ = nullptr;
+  DiskProperties props_;
+  bool writethrough_ = false;  // VIRTIO_BLK_F_FLUSH not negotiated
+  bool stopping_ = false;
+  std::vector<std::vector<Slot>> slots_;  // [queue][head]
+  std::vector<uint8_t> broken_, stalled_, dirty_;
+  std::vector<uint8_t> polling_;  // notifications left off: re-read on every completion
+  std::unique_ptr<EventLoop> loop_;
+  std::thread thread_;
+};
+
+}  // namespace minivmm::devices

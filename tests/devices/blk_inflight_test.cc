@@ -1,0 +1,271 @@
+// virtio-blk with many requests in flight, reset during I/O, and the backends and disk
+// image on their own.
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cstring>
+#include <map>
+
+#include "devices/disk_backend.h"
+#include "devices/disk_image.h"
+#include "devices/event_loop.h"
+#include "tests/devices/blk_harness.h"
+
+using namespace minivmm;
+using devices::BlockConfig;
+using devices::kBlkSOk;
+using test::BlkHarness;
+using test::TempImage;
+
+namespace {
+
+bool uring_or_warn() {
+  std::string reason;
+  if (devices::io_uring_available(reason)) return true;
+  WARN("SKIPPED: io_uring unavailable: " << reason);
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("blk io_uring: many requests in flight each complete once with correct data",
+          "[blk][uring]") {
+  if (!uring_or_warn()) return;
+  constexpr uint32_t kReqs = 128;
+  constexpr uint32_t kLen = 4096;
+  TempImage img(kReqs * 2 * kLen);
+  BlockConfig c;
+  c.path = img.path();
+  c.engine = BlockConfig::Engine::kIoUring;
+  c.queue_size = 512;
+  BlkHarness h(c, 512);
+  h.activate();
+  REQUIRE(std::string(h.dev.backend_name()) == "io_uring");
+
+  // Half reads (of the first half of the disk), half writes (to the second half), all
+  // published before a single notification.
+  for (uint32_t i = 0; i < kReqs; ++i) {
+    const uint64_t buf = BlkHarness::kData + uint64_t{i} * kLen;
+    const bool write = i % 2 == 1;
+    const uint64_t sector = (write ? kReqs * kLen + i * kLen : i * kLen) / 512;
+    if (write) std::memset(h.guest.host(buf), static_cast<int>(i), kLen);
+    h.add_chain_at(static_cast<uint16_t>(i * 3),
+                   {{h.header(i, write ? devices::kBlkTOut : devices::kBlkTIn, sector), 16, false},
+                    {buf, kLen, !write},
+                    {h.status_addr(i), 1, true}});
+  }
+  h.kick();
+  auto used = h.wait_used(kReqs);
+  REQUIRE(used.size() == kReqs);
+  std::map<uint32_t, int> seen;
+  for (const auto& u : used) {
+    ++seen[u.id];
+    const uint32_t i = u.id / 3;
+    CHECK(u.len == (i % 2 == 1 ? 1u : kLen + 1));
+  }
+  CHECK(seen.size() == kReqs);
+  for (const auto& [id, n] : seen) CHECK(n == 1);
+  for (uint32_t i = 0; i < kReqs; ++i) {
+    CHECK(h.status(i) == kBlkSOk);
+    const uint64_t buf = BlkHarness::kData + uint64_t{i} * kLen;
+    if (i % 2 == 0) {
+      std::vector<uint8_t> want(kLen);
+      for (uint32_t k = 0; k < kLen; ++k) want[k] = TempImage::pattern_byte(i * kLen + k);
+      CHECK(std::memcmp(h.guest.host(buf), want.data(), kLen) == 0);
+    } else {
+      CHECK(img.read(kReqs * kLen + i * kLen, kLen) ==
+            std::vector<uint8_t>(kLen, static_cast<uint8_t>(i)));
+    }
+  }
+  // No extra completions trickle in later.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(h.dq.take_used().empty());
+}
+
+TEST_CASE("blk device: reset while I/O is in flight, then activate again", "[blk][reset]") {
+  std::vector<BlockConfig::Engine> engines{BlockConfig::Engine::kSync};
+  if (uring_or_warn()) engines.push_back(BlockConfig::Engine::kIoUring);
+  for (auto engine : engines) {
+    constexpr uint32_t kReqs = 64;
+    constexpr uint32_t kLen = 64 * 1024;
+    TempImage img(uint64_t{kReqs} * kLen);
+    BlockConfig c;
+    c.path = img.path();
+    c.engine = engine;
+    c.direct = true;  // make the reads real device I/O, so that they are in flight
+    BlkHarness h(c);
+    h.activate();
+    for (uint32_t i = 0; i < kReqs; ++i) {
+      h.add_chain_at(static_cast<uint16_t>(i * 3),
+                     {{h.header(i, devices::kBlkTIn, uint64_t{i} * kLen / 512), 16, false},
+                      {BlkHarness::kData + uint64_t{i} * kLen, kLen, true},
+                      {h.status_addr(i), 1, true}});
+    }
+    h.kick();
+    h.dev.reset();  // must return with nothing in flight
+    CHECK_FALSE(h.dev.active());
+    const uint16_t used_after_reset = h.dq.used_idx();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    CHECK(h.dq.used_idx() == used_after_reset);  // nothing touched the ring after reset
+
+    // The driver re-initialises: a fresh ring elsewhere, the same device.
+    h.queues[0].reset();
+    test::DriverQueue dq2(h.guest, 256, BlkHarness::kRings + 0x10000);
+    dq2.configure(h.queues[0], false, true);
+    h.dev.set_acked_features(test::blk_features_all());
+    REQUIRE_FALSE(h.dev.activate(virtio::ActivateContext{h.guest.mem(), h.queues, h.irq}));
+    dq2.add_chain({{h.header(0, devices::kBlkTIn, 3), 16, false},
+                   {BlkHarness::kData, 512, true},
+                   {h.status_addr(0), 1, true}});
+    h.dev.queue_notify(0);
+    std::vector<virtio::VirtqUsedElem> u;
+    for (int i = 0; i < 5000 && u.empty(); ++i) {
+      u = dq2.take_used();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    REQUIRE(u.size() == 1);
+    CHECK(u[0].len == 513);
+    CHECK(h.status(0) == kBlkSOk);
+    CHECK(*h.guest.host(BlkHarness::kData) == TempImage::pattern_byte(3 * 512));
+  }
+}
+
+TEST_CASE("blk backends: ops complete with the right results", "[blk][backend]") {
+  TempImage img(1 << 20);
+  devices::DiskImage image(img.path(), false, false);
+  std::vector<std::unique_ptr<devices::DiskBackend>> backends;
+  backends.push_back(devices::make_sync_backend(image));
+  if (uring_or_warn()) {
+    std::string err;
+    backends.push_back(devices::make_uring_backend(image, 64, err));
+    REQUIRE(backends.back());
+  }
+  for (auto& b : backends) {
+    INFO("backend " << b->name());
+    constexpr int kOps = 64;
+    std::vector<std::vector<uint8_t>> bufs(kOps, std::vector<uint8_t>(4096));
+    std::vector<iovec> iovs(kOps * 2);
+    std::vector<devices::DiskOp> ops(kOps);
+    for (int i = 0; i < kOps; ++i) {
+      auto& op = ops[static_cast<size_t>(i)];
+      auto* base = bufs[static_cast<size_t>(i)].data();
+      iovs[static_cast<size_t>(2 * i)] = {base, 1000};  // unaligned split: fine without O_DIRECT
+      iovs[static_cast<size_t>(2 * i + 1)] = {base + 1000, 3096};
+      op.kind = devices::DiskOp::Kind::kRead;
+      op.offset = static_cast<uint64_t>(i) * 4096;
+      op.length = 4096;
+      op.iov = &iovs[static_cast<size_t>(2 * i)];
+      op.iov_count = 2;
+      REQUIRE(b->has_capacity());
+      b->enqueue(op);
+    }
+    b->submit();
+    std::map<devices::DiskOp*, int> done;
+    b->drain([&](devices::DiskOp& op, int64_t r) {
+      ++done[&op];
+      CHECK(r == 4096);
+    });
+    CHECK(done.size() == kOps);
+    CHECK(b->in_flight() == 0);
+    for (int i = 0; i < kOps; ++i) {
+      CHECK(bufs[static_cast<size_t>(i)] == img.read(static_cast<uint64_t>(i) * 4096, 4096));
+    }
+    // Reading past the end of the file is an error, not a hang.
+    devices::DiskOp past;
+    iovec v{bufs[0].data(), 4096};
+    past.kind = devices::DiskOp::Kind::kRead;
+    past.offset = 1 << 20;
+    past.length = 4096;
+    past.iov = &v;
+    past.iov_count = 1;
+    b->enqueue(past);
+    int64_t result = 0;
+    b->drain([&](devices::DiskOp&, int64_t r) { result = r; });
+    CHECK(result < 0);
+  }
+}
+
+TEST_CASE("blk disk image: locking and errors", "[blk][image]") {
+  TempImage img(4096 + 100);
+  {
+    devices::DiskImage a(img.path(), false, false);
+    CHECK(a.capacity_sectors() == 8);  // rounded down
+    try {
+      devices::DiskImage b(img.path(), false, false);
+      FAIL("second writer opened the image");
+    } catch (const devices::DiskImageError& e) {
+      CHECK(std::string(e.what()) == "disk image " + img.path() + " is locked by another process");
+    }
+    CHECK_THROWS_AS(devices::DiskImage(img.path(), true, false), devices::DiskImageError);
+  }
+  {
+    devices::DiskImage r1(img.path(), true, false);
+    devices::DiskImage r2(img.path(), true, false);  // readers share
+    CHECK_THROWS_WITH(devices::DiskImage(img.path(), false, false),
+                      Catch::Contains("locked by another process"));
+    // Opened O_RDONLY: the kernel refuses writes.
+    CHECK(::pwrite(r1.fd(), "x", 1, 0) < 0);
+  }
+  CHECK_THROWS_WITH(devices::DiskImage("/tmp", false, false), Catch::Contains("is a directory"));
+  CHECK_THROWS_WITH(devices::DiskImage("/nonexistent/disk.img", true, false),
+                    Catch::Contains("cannot open disk image"));
+}
+
+TEST_CASE("event loop: dispatch and stop", "[event_loop]") {
+  devices::EventLoop loop;
+  devices::EventFd a;
+  int fired = 0;
+  loop.add(a.fd(), [&] {
+    a.consume();
+    ++fired;
+    loop.stop();
+  });
+  a.signal();
+  loop.run();
+  CHECK(fired == 1);
+  CHECK(loop.run_once(0) == 0);
+  std::thread t([&] { loop.stop(); });
+  loop.run();
+  t.join();
+  CHECK(fired == 1);
+}
+
+TEST_CASE("blk io_uring: requests published while the device polls are not lost", "[blk][uring]") {
+  if (!uring_or_warn()) return;
+  constexpr uint32_t kReqs = 160;
+  constexpr uint32_t kLen = 4096;
+  TempImage img(uint64_t{kReqs} * kLen);
+  BlockConfig c;
+  c.path = img.path();
+  c.direct = true;
+  c.queue_size = 512;
+  BlkHarness h(c, 512);
+  h.activate();  // no EVENT_IDX: the driver follows VIRTQ_USED_F_NO_NOTIFY
+  uint32_t next = 0;
+  size_t done = 0;
+  auto publish_some = [&](uint32_t n) {
+    for (uint32_t k = 0; k < n && next < kReqs; ++k, ++next) {
+      h.add_chain_at(static_cast<uint16_t>(next * 3),
+                     {{h.header(next, devices::kBlkTIn, uint64_t{next} * kLen / 512), 16, false},
+                      {BlkHarness::kData + uint64_t{next} * kLen, kLen, true},
+                      {h.status_addr(next), 1, true}});
+    }
+    // virtio 1.2 §2.7.7.2: kick unless the device said it does not need one.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if ((h.dq.used_flags() & virtio::kVirtqUsedFNoNotify) == 0) h.kick();
+  };
+  publish_some(32);
+  while (done < kReqs) {
+    auto u = h.wait_used(1, 10000);
+    REQUIRE_FALSE(u.empty());
+    done += u.size();
+    publish_some(static_cast<uint32_t>(u.size()));
+  }
+  for (uint32_t i = 0; i < kReqs; ++i) {
+    CHECK(h.status(i) == kBlkSOk);
+    CHECK(*h.guest.host(BlkHarness::kData + uint64_t{i} * kLen) ==
+          TempImage::pattern_byte(uint64_t{i} * kLen));
+  }
+}
