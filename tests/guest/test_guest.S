@@ -1,0 +1,328 @@
+/*
+ * minivmm test guest: a tiny image in bzImage format (Linux boot protocol 2.15, 64-bit entry)
+ * that minivmm loads and boots like a kernel. It proves the load path (setup header, zero
+ * page, command line, page tables, long-mode entry) and then exercises the devices:
+ *
+ *   1. prints "minivmm-test-guest: hello" and the kernel command line on the UART (0x3f8),
+ *   2. finds the first virtio-mmio device on the command line ("...@0x<base>:<irq>", which
+ *      minivmm's --virtio-cmdline appends) and prints its MagicValue, Version, DeviceID and,
+ *      for a block device, the capacity from the config space,
+ *   3. writes 0x10, 0x20, 0x30 to the boot-progress port 0x80,
+ *   4. resets through the i8042 (0xFE to port 0x64), which ends the VM as a reboot.
+ *
+ * Words on the command line change step 4, so that tests can reach other exits:
+ *   minivmm-test=poweroff  ACPI S5: SLP_TYP=5 | SLP_EN (0x34) to the sleep control port 0x3c0
+ *   minivmm-test=spin      loop forever (the VMM must stop it on SIGTERM / SIGINT)
+ *   minivmm-test=crash     load an empty IDT and execute ud2: a triple fault
+ *   minivmm-test=int3      execute int3, which PVM's instruction emulator cannot (an
+ *                          emulation failure there; a triple fault elsewhere)
+ *
+ * Entered in 64-bit mode with RSI = zero page, identity paging and interrupts disabled.
+ * All code is position independent (RIP-relative data).
+ */
+
+#define COM1 0x3f8
+#define COM1_LSR (COM1 + 5)
+#define LSR_THRE 0x20
+#define ZP_EXT_CMD_LINE_PTR 0x0c8
+#define ZP_CMD_LINE_PTR 0x228
+
+/* ---- Real-mode setup part: one 512-byte boot sector plus setup_sects (1) sectors ----- */
+        .section .setup, "a"
+        .code16
+setup_start:
+        .org 0x1f1
+setup_sects:    .byte 1
+root_flags:     .word 0
+syssize:        .long minivmm_guest_syssize   /* protected-mode size in 16-byte units */
+ram_size:       .word 0
+vid_mode:       .word 0xffff
+root_dev:       .word 0
+boot_flag:      .word 0xaa55
+                .byte 0xeb                    /* jump over the header */
+                .byte setup_header_end - 0x202 - setup_start
+header:         .ascii "HdrS"
+version:        .word 0x020f
+realmode_swtch: .long 0
+start_sys_seg:  .word 0
+kernel_version: .word 0
+type_of_loader: .byte 0
+loadflags:      .byte 0x01                    /* LOADED_HIGH */
+setup_move_size: .word 0
+code32_start:   .long 0x100000
+ramdisk_image:  .long 0
+ramdisk_size:   .long 0
+bootsect_kludge: .long 0
+heap_end_ptr:   .word 0
+ext_loader_ver: .byte 0
+ext_loader_type: .byte 0
+cmd_line_ptr:   .long 0
+initrd_addr_max: .long 0x7fffffff
+kernel_alignment: .long 0x100000
+relocatable_kernel: .byte 0
+min_alignment:  .byte 12
+xloadflags:     .word 0x0001                  /* XLF_KERNEL_64: 64-bit entry at +0x200 */
+cmdline_size:   .long 4095
+hardware_subarch: .long 0
+hardware_subarch_data: .quad 0
+payload_offset: .long 0
+payload_length: .long 0
+setup_data:     .quad 0
+pref_address:   .quad 0x100000
+init_size:      .long 0x20000
+handover_offset: .long 0
+kernel_info_offset: .long 0
+setup_header_end:
+        .org 1024                             /* (setup_sects + 1) * 512 */
+
+/* ---- Protected-mode part, loaded at 1 MiB ------------------------------------------ */
+        .section .pmtext, "ax"
+        .code32
+startup_32:                                   /* not supported: 64-bit boot only */
+        ud2
+        .org 0x200
+        .code64
+        .globl startup_64
+startup_64:
+        cli
+        mov %rsi, %r15                        /* r15 = zero page */
+
+        lea msg_hello(%rip), %rsi
+        call puts
+
+        /* rdi = command line (cmd_line_ptr | ext_cmd_line_ptr << 32) */
+        mov ZP_CMD_LINE_PTR(%r15), %edi
+        mov ZP_EXT_CMD_LINE_PTR(%r15), %eax
+        shl $32, %rax
+        or %rax, %rdi
+        mov %rdi, %r14
+        lea msg_cmdline(%rip), %rsi
+        call puts
+        mov %r14, %rsi
+        call puts
+        mov $'\n', %al
+        call putc
+
+        mov %r14, %rdi
+        call find_mmio_base
+        test %rax, %rax
+        jz no_virtio
+        mov %rax, %rbx
+
+        lea msg_virtio(%rip), %rsi
+        call puts
+        mov %rbx, %rax
+        call put_hex64
+        lea msg_magic(%rip), %rsi
+        call puts
+        mov 0x000(%rbx), %eax                 /* MagicValue */
+        call put_hex32
+        lea msg_version(%rip), %rsi
+        call puts
+        mov 0x004(%rbx), %eax                 /* Version */
+        call put_hex32
+        lea msg_device(%rip), %rsi
+        call puts
+        mov 0x008(%rbx), %eax                 /* DeviceID */
+        mov %eax, %r13d
+        call put_hex32
+        cmp $2, %r13d                         /* virtio-blk: capacity at config offset 0 */
+        jne 1f
+        lea msg_capacity(%rip), %rsi
+        call puts
+        mov 0x104(%rbx), %eax
+        shl $32, %rax
+        mov 0x100(%rbx), %ecx
+        or %rcx, %rax
+        call put_hex64
+1:      mov $'\n', %al
+        call putc
+        jmp progress
+
+no_virtio:
+        lea msg_no_virtio(%rip), %rsi
+        call puts
+
+progress:
+        mov $0x10, %al
+        out %al, $0x80
+        mov $0x20, %al
+        out %al, $0x80
+        mov $0x30, %al
+        out %al, $0x80
+
+        mov %r14, %rdi
+        lea word_poweroff(%rip), %rsi
+        call contains
+        test %eax, %eax
+        jnz poweroff
+        mov %r14, %rdi
+        lea word_spin(%rip), %rsi
+        call contains
+        test %eax, %eax
+        jnz spin
+        mov %r14, %rdi
+        lea word_crash(%rip), %rsi
+        call contains
+        test %eax, %eax
+        jnz crash
+        mov %r14, %rdi
+        lea word_int3(%rip), %rsi
+        call contains
+        test %eax, %eax
+        jnz breakpoint
+
+        lea msg_reset(%rip), %rsi
+        call puts
+        mov $0xfe, %al
+        out %al, $0x64                        /* i8042: pulse the reset line */
+2:      hlt
+        jmp 2b
+
+poweroff:
+        lea msg_poweroff(%rip), %rsi
+        call puts
+        mov $0x34, %al                        /* SLP_TYP = 5 (S5) << 2 | SLP_EN */
+        mov $0x3c0, %dx
+        out %al, %dx
+3:      hlt
+        jmp 3b
+
+spin:
+        lea msg_spin(%rip), %rsi
+        call puts
+4:      pause
+        jmp 4b
+
+crash:
+        lea msg_crash(%rip), %rsi
+        call puts
+        lidt empty_idt(%rip)
+        ud2                                   /* #UD -> #GP -> #DF -> shutdown */
+5:      jmp 5b
+
+breakpoint:
+        lea msg_int3(%rip), %rsi
+        call puts
+        lidt empty_idt(%rip)
+        int3
+6:      jmp 6b
+
+/* contains: %eax = 1 when the string at %rdi contains the string at %rsi, else 0. */
+contains:
+1:      xor %ecx, %ecx
+2:      movb (%rsi,%rcx), %al
+        test %al, %al
+        jz 4f                                 /* needle exhausted: found */
+        cmpb (%rdi,%rcx), %al
+        jne 3f
+        inc %rcx
+        jmp 2b
+3:      cmpb $0, (%rdi)
+        je 5f
+        inc %rdi
+        jmp 1b
+4:      mov $1, %eax
+        ret
+5:      xor %eax, %eax
+        ret
+
+/* putc: writes %al to COM1 once THR is empty. Clobbers %dx, %ah. */
+putc:
+        mov %al, %ah
+        mov $COM1_LSR, %dx
+1:      in %dx, %al
+        test $LSR_THRE, %al
+        jz 1b
+        mov $COM1, %dx
+        mov %ah, %al
+        out %al, %dx
+        ret
+
+/* puts: writes the NUL-terminated string at %rsi. Clobbers %rsi, %rax, %dx. */
+puts:
+1:      lodsb
+        test %al, %al
+        jz 2f
+        call putc
+        jmp 1b
+2:      ret
+
+/* put_hex64 / put_hex32: %rax / %eax as 16 / 8 hex digits. Clobbers %rcx, %r8, %rdx. */
+put_hex64:
+        mov $16, %ecx
+        jmp put_hex
+put_hex32:
+        mov %eax, %eax
+        shl $32, %rax
+        mov $8, %ecx
+put_hex:
+        mov %rax, %r8
+1:      rol $4, %r8
+        mov %r8d, %eax
+        and $0xf, %eax
+        add $'0', %al
+        cmp $'9', %al
+        jbe 2f
+        add $('a' - '9' - 1), %al
+2:      push %rcx
+        call putc
+        pop %rcx
+        dec %ecx
+        jnz 1b
+        ret
+
+/* find_mmio_base: the hex number after the first "@0x" in the string at %rdi, or 0. */
+find_mmio_base:
+1:      movb (%rdi), %al
+        test %al, %al
+        jz 9f
+        cmpb $'@', %al
+        jne 2f
+        cmpb $'0', 1(%rdi)
+        jne 2f
+        cmpb $'x', 2(%rdi)
+        je 3f
+2:      inc %rdi
+        jmp 1b
+3:      add $3, %rdi
+        xor %eax, %eax
+4:      movzbl (%rdi), %ecx
+        sub $'0', %ecx
+        cmp $9, %ecx
+        jbe 5f
+        movzbl (%rdi), %ecx
+        or $0x20, %ecx                        /* lower case */
+        sub $'a', %ecx
+        cmp $5, %ecx
+        ja 8f
+        add $10, %ecx
+5:      shl $4, %rax
+        or %rcx, %rax
+        inc %rdi
+        jmp 4b
+8:      ret
+9:      xor %eax, %eax
+        ret
+
+msg_hello:      .asciz "minivmm-test-guest: hello\n"
+msg_cmdline:    .asciz "minivmm-test-guest: cmdline: "
+msg_virtio:     .asciz "minivmm-test-guest: virtio-mmio at 0x"
+msg_magic:      .asciz " magic=0x"
+msg_version:    .asciz " version=0x"
+msg_device:     .asciz " device-id=0x"
+msg_capacity:   .asciz " capacity=0x"
+msg_no_virtio:  .asciz "minivmm-test-guest: no virtio-mmio device on the command line\n"
+msg_reset:      .asciz "minivmm-test-guest: progress written, resetting\n"
+msg_poweroff:   .asciz "minivmm-test-guest: progress written, powering off\n"
+msg_spin:       .asciz "minivmm-test-guest: progress written, spinning\n"
+msg_crash:      .asciz "minivmm-test-guest: progress written, crashing\n"
+word_poweroff:  .asciz "minivmm-test=poweroff"
+word_spin:      .asciz "minivmm-test=spin"
+word_crash:     .asciz "minivmm-test=crash"
+word_int3:      .asciz "minivmm-test=int3"
+msg_int3:       .asciz "minivmm-test-guest: progress written, int3\n"
+        .balign 8
+empty_idt:      .word 0
+                .quad 0
+        .balign 16

@@ -1,0 +1,77 @@
+// VmConfig: the plain description of one VM, built from the command line by
+// parse_command_line() and consumed by Vm. Parsing is pure (no KVM, no files opened) so that
+// it is unit-testable; files are checked when the VM is built.
+//
+// Threads: main thread only.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace minivmm::vmm {
+
+inline constexpr const char* kDefaultCmdline = "console=ttyS0 reboot=k panic=-1";
+inline constexpr uint64_t kDefaultMemory = 512ULL << 20;
+inline constexpr uint32_t kMaxCpus = 254;  // xAPIC ids 0..254; 255 is the broadcast id
+inline constexpr uint32_t kMaxDiskQueues = 16;
+inline constexpr size_t kMaxDiskSerial = 20;  // virtio 1.2 §5.2.6: VIRTIO_BLK_ID_BYTES
+
+enum class DiskEngine { kIoUring, kSync };
+
+struct DiskConfig {
+  std::string path;
+  bool readonly = false;
+  std::string serial;   // empty: the device derives none
+  bool direct = false;  // O_DIRECT
+  DiskEngine engine = DiskEngine::kIoUring;
+  uint32_t queues = 1;
+  bool operator==(const DiskConfig&) const = default;
+};
+
+enum class SerialMode { kStdio, kNull, kFile };
+
+struct SerialConfig {
+  SerialMode mode = SerialMode::kStdio;
+  std::string path;  // for kFile
+  bool operator==(const SerialConfig&) const = default;
+};
+
+struct VmConfig {
+  std::string kernel;
+  std::optional<std::string> initrd;
+  std::string cmdline = kDefaultCmdline;
+  uint64_t memory = kDefaultMemory;
+  uint32_t cpus = 1;
+  std::vector<DiskConfig> disks;
+  SerialConfig serial;
+  bool acpi = true;
+  bool virtio_cmdline = false;  // append virtio_mmio.device=... for each device
+  std::string log_level = "warn";
+};
+
+// A parse failure: one line for stderr, without a trailing newline.
+struct ConfigError {
+  std::string message;
+};
+
+// "512M", "1G", "4096K", "1073741824B"; a bare number is MiB (as QEMU's -m). Nonzero and a
+// multiple of 4 KiB.
+std::variant<uint64_t, ConfigError> parse_memory_size(std::string_view text);
+// "path=FILE[,readonly=on][,serial=ID][,direct=on][,engine=io_uring|sync][,queues=N]".
+std::variant<DiskConfig, ConfigError> parse_disk(std::string_view text);
+// "stdio", "null" or "file=PATH".
+std::variant<SerialConfig, ConfigError> parse_serial(std::string_view text);
+
+// What the command line asks for: run a VM, or exit now with `status` after printing
+// `output` (help text, to stdout) or an error line (to stderr).
+struct ParseExit {
+  int status;
+  std::string output;  // for status 0: help text; otherwise the one-line error
+};
+std::variant<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv);
+
+}  // namespace minivmm::vmm

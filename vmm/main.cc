@@ -1,0 +1,86 @@
+// minivmm's entry point: command line (CLI11) to VmConfig, spdlog on stderr, signal setup,
+// one Vm, and the exit status (vmm/exit_status.h). Every failure ends here as one line on
+// stderr; exceptions stop at this function.
+//
+// Signals: SIGINT and SIGTERM are blocked in every thread before any thread starts and read
+// from a signalfd by the main thread's loop (no work in signal handlers). SIGPIPE is ignored
+// so that a closed stdout only loses guest output. The vCPU kick signal has an empty handler.
+#include <signal.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/signalfd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <variant>
+
+#include "vmm/config.h"
+#include "vmm/exit_status.h"
+#include "vmm/fd.h"
+#include "vmm/kvm.h"
+#include "vmm/terminal.h"
+#include "vmm/vm.h"
+
+namespace {
+
+using minivmm::vmm::ExitStatus;
+
+void setup_logging(const std::string& level) {
+  auto logger = spdlog::stderr_logger_mt("minivmm");
+  logger->set_pattern("minivmm: %l: %v");
+  logger->set_level(spdlog::level::from_str(level));
+  logger->flush_on(spdlog::level::trace);
+  spdlog::set_default_logger(logger);
+}
+
+int run(int argc, char** argv, std::chrono::steady_clock::time_point start) {
+  auto parsed = minivmm::vmm::parse_command_line(argc, argv);
+  if (auto* exit = std::get_if<minivmm::vmm::ParseExit>(&parsed)) {
+    if (exit->status == 0) {
+      std::fputs(exit->output.c_str(), stdout);
+    } else {
+      std::fprintf(stderr, "minivmm: error: %s\n", exit->output.c_str());
+    }
+    return exit->status;
+  }
+  const auto& config = std::get<minivmm::vmm::VmConfig>(parsed);
+  setup_logging(config.log_level);
+
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  minivmm::vmm::UniqueFd signal_fd(signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
+
+  try {
+    minivmm::vmm::Vm vm(config, start);
+    std::optional<minivmm::vmm::RawTerminal> terminal;
+    if (config.serial.mode == minivmm::vmm::SerialMode::kStdio) terminal.emplace();
+    return vm.run(signal_fd.get());
+  } catch (const minivmm::vmm::VmError& e) {
+    spdlog::error("{}", e.what());
+    return e.status();
+  } catch (const minivmm::vmm::KvmError& e) {
+    spdlog::error("{}", e.what());
+    return minivmm::vmm::kExitVmmError;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    return run(argc, argv, start);
+  } catch (const std::bad_alloc&) {
+    std::fputs("minivmm: error: out of memory\n", stderr);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "minivmm: error: %s\n", e.what());
+  } catch (...) {
+    std::fputs("minivmm: error: unexpected failure\n", stderr);
+  }
+  return minivmm::vmm::kExitVmmError;
+}

@@ -1,0 +1,408 @@
+#include "vmm/vm.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <set>
+
+#include "boot/cmdline.h"
+#include "boot/layout.h"
+#include "boot/linux_boot.h"
+#include "vmm/cpuid.h"
+#include "vmm/exit_status.h"
+
+namespace minivmm::vmm {
+namespace {
+
+// Addresses KVM needs for its real-mode helpers on Intel (three pages for the TSS, one for
+// the EPT identity map), just below the 4 GiB boundary in the MMIO gap, as other VMMs do.
+constexpr uint64_t kTssAddr = 0xfffb'd000;
+constexpr uint64_t kIdentityMapAddr = 0xfffb'c000;
+constexpr uint64_t kMaxImageSize = 1ULL << 30;  // kernels and initrds above 1 GiB are refused
+
+std::vector<uint8_t> read_file(const std::string& path, const char* what) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    throw VmError(std::string("cannot open ") + what + " " + path + ": " + std::strerror(errno),
+                  kExitVmmError);
+  }
+  UniqueFd owner(fd);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    throw VmError(std::string("cannot stat ") + what + " " + path + ": " + std::strerror(errno),
+                  kExitVmmError);
+  }
+  if (S_ISDIR(st.st_mode)) {
+    throw VmError(std::string(what) + " " + path + " is a directory", kExitVmmError);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    throw VmError(std::string(what) + " " + path + " is not a regular file", kExitVmmError);
+  }
+  if (static_cast<uint64_t>(st.st_size) > kMaxImageSize) {
+    throw VmError(std::string(what) + " " + path + " is larger than 1 GiB", kExitVmmError);
+  }
+  std::vector<uint8_t> data(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::read(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      throw VmError(std::string("cannot read ") + what + " " + path + ": " + std::strerror(errno),
+                    kExitVmmError);
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  data.resize(done);
+  if (data.empty()) throw VmError(std::string(what) + " " + path + " is empty", kExitVmmError);
+  return data;
+}
+
+devices::BlockConfig block_config(const DiskConfig& disk) {
+  devices::BlockConfig c;
+  c.path = disk.path;
+  c.read_only = disk.readonly;
+  c.direct = disk.direct;
+  c.serial = disk.serial;
+  c.engine = disk.engine == DiskEngine::kSync ? devices::BlockConfig::Engine::kSync
+                                              : devices::BlockConfig::Engine::kIoUring;
+  c.num_queues = static_cast<uint16_t>(disk.queues);
+  return c;
+}
+
+// Highest guest physical address width the host's vCPUs support (CPUID 0x80000008 EAX[7:0]).
+uint32_t phys_address_bits(const std::vector<kvm_cpuid_entry2>& cpuid) {
+  for (const auto& e : cpuid) {
+    if (e.function == 0x80000008 && (e.eax & 0xff) != 0) return e.eax & 0xff;
+  }
+  return 36;
+}
+
+void write_all(int fd, const uint8_t* data, size_t len) {
+  while (len > 0) {
+    const ssize_t n = ::write(fd, data, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // the sink is gone (closed pipe, full disk): drop the output
+    data += n;
+    len -= static_cast<size_t>(n);
+  }
+}
+
+}  // namespace
+
+Vm::Vm(const VmConfig& config, std::chrono::steady_clock::time_point start) {
+  // Cheap checks of user input first, so that bad files are reported even without KVM.
+  read_images(config);
+  open_disks(config);
+  open_kvm(config);
+  setup_memory_and_boot(config);
+  setup_legacy_devices(config, start);
+  setup_disk_transports();
+  setup_vcpus(config);
+}
+
+Vm::~Vm() {
+  stop_.request(StopReason::kError, "VMM shutting down");
+  stop_vcpus();
+  teardown_disks();
+}
+
+void Vm::read_images(const VmConfig& config) {
+  kernel_image_ = read_file(config.kernel, "kernel");
+  if (auto parsed = boot::parse_bzimage(kernel_image_); !parsed) {
+    throw VmError("kernel " + config.kernel + ": " + parsed.error(), kExitVmmError);
+  }
+  if (config.initrd) initrd_image_ = read_file(*config.initrd, "initrd");
+}
+
+void Vm::open_disks(const VmConfig& config) {
+  if (config.disks.size() > boot::kMaxVirtioMmioDevices) {
+    throw VmError("at most " + std::to_string(boot::kMaxVirtioMmioDevices) + " disks are supported",
+                  kExitUsage);
+  }
+  std::set<std::string> seen;
+  for (size_t i = 0; i < config.disks.size(); ++i) {
+    const DiskConfig& d = config.disks[i];
+    if (char* real = ::realpath(d.path.c_str(), nullptr)) {
+      const bool fresh = seen.insert(real).second;
+      std::free(real);
+      if (!fresh) throw VmError("disk image " + d.path + " is given more than once", kExitUsage);
+    }
+    Disk disk;
+    try {
+      disk.device = std::make_shared<devices::VirtioBlock>(block_config(d));
+    } catch (const devices::DiskImageError& e) {
+      throw VmError(e.what(), kExitVmmError);
+    } catch (const std::invalid_argument& e) {
+      throw VmError("disk " + d.path + ": " + e.what(), kExitUsage);
+    }
+    disk.slot = *boot::virtio_mmio_slot(static_cast<uint32_t>(i));
+    disk.path = d.path;
+    disk.writable = !d.readonly;
+    spdlog::debug("disk {}: {} sectors, {} backend, virtio-mmio at {:#x} IRQ {}", d.path,
+                  disk.device->config().capacity, disk.device->backend_name(), disk.slot.base,
+                  disk.slot.irq);
+    disks_.push_back(std::move(disk));
+  }
+}
+
+void Vm::open_kvm(const VmConfig& config) {
+  kvm_.emplace(Kvm::open());
+  const int max_vcpus = kvm_->max_vcpus();
+  if (config.cpus > static_cast<uint32_t>(max_vcpus)) {
+    throw VmError("--cpus " + std::to_string(config.cpus) + " exceeds this host's limit of " +
+                      std::to_string(max_vcpus) + " vCPUs",
+                  kExitVmmError);
+  }
+  vm_.emplace(kvm_->create_vm());
+  vm_->set_tss_addr(kTssAddr);
+  vm_->set_identity_map_addr(kIdentityMapAddr);
+  vm_->create_irqchip();
+  vm_->create_pit2();
+}
+
+void Vm::setup_memory_and_boot(const VmConfig& config) {
+  const uint64_t top = boot::ram_regions(config.memory).back().guest_addr +
+                       boot::ram_regions(config.memory).back().size;
+  const uint32_t bits = phys_address_bits(kvm_->supported_cpuid());
+  if (bits < 64 && top > (uint64_t{1} << bits)) {
+    throw VmError("--memory " + std::to_string(config.memory >> 20) +
+                      "M is more than this host's " + std::to_string(bits) +
+                      "-bit guest physical address space can hold",
+                  kExitVmmError);
+  }
+  struct sysinfo host_info {};
+  if (::sysinfo(&host_info) == 0) {
+    const uint64_t host = (uint64_t{host_info.totalram} + host_info.totalswap) * host_info.mem_unit;
+    if (config.memory > host) {
+      throw VmError("--memory " + std::to_string(config.memory >> 20) +
+                        "M is more than the host has (" + std::to_string(host >> 20) +
+                        " MiB of RAM and swap)",
+                    kExitVmmError);
+    }
+  }
+  try {
+    ram_ = std::make_unique<GuestRam>(config.memory);
+  } catch (const KvmError& e) {
+    throw VmError(e.what(), kExitVmmError);
+  }
+  ram_->register_with(*vm_);
+
+  std::string cmdline = config.cmdline;
+  std::vector<boot::VirtioMmioDeviceInfo> slots;
+  for (const Disk& d : disks_) slots.push_back(d.slot);
+  if (config.virtio_cmdline && !slots.empty()) {
+    if (!cmdline.empty()) cmdline += ' ';
+    cmdline += boot::virtio_mmio_cmdline(slots);
+  }
+
+  boot::LinuxBootConfig boot_config;
+  boot_config.mem_size = config.memory;
+  boot_config.kernel = kernel_image_;
+  boot_config.initrd = initrd_image_;
+  boot_config.cmdline = cmdline;
+  boot_config.acpi = config.acpi;
+  boot_config.acpi_config.num_cpus = config.cpus;
+  boot_config.acpi_config.devices = slots;
+  auto info = boot::setup_linux_boot(ram_->low(), boot_config);
+  if (!info) throw VmError(info.error(), kExitVmmError);
+  boot_info_ = *info;
+  spdlog::debug(
+      "kernel entry {:#x}, zero page {:#x}, initrd at {:#x}, RSDP at {:#x}, cmdline \"{}\"",
+      info->entry_point, info->zero_page_addr, info->initrd_addr, info->rsdp_addr, cmdline);
+  // The images are in guest RAM now.
+  kernel_image_ = {};
+  initrd_image_ = {};
+}
+
+void Vm::setup_legacy_devices(const VmConfig& config, std::chrono::steady_clock::time_point start) {
+  devices::Serial::Sink sink;
+  switch (config.serial.mode) {
+    case SerialMode::kStdio:
+      serial_to_stdio_ = true;
+      sink = [](uint8_t byte) { write_all(STDOUT_FILENO, &byte, 1); };
+      break;
+    case SerialMode::kFile: {
+      const int fd = ::open(config.serial.path.c_str(),
+                            O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND, 0644);
+      if (fd < 0) {
+        throw VmError(
+            "cannot open serial output file " + config.serial.path + ": " + std::strerror(errno),
+            kExitVmmError);
+      }
+      serial_file_ = UniqueFd(fd);
+      sink = [fd](uint8_t byte) { write_all(fd, &byte, 1); };
+      break;
+    }
+    case SerialMode::kNull:
+      break;
+  }
+  serial_irq_ = std::make_unique<KvmIrqLine>(*vm_, boot::kCom1Irq);
+  serial_ = std::make_shared<devices::Serial>(*serial_irq_, std::move(sink));
+  pio_bus_.insert(boot::kCom1Port, boot::kCom1PortCount, serial_);
+
+  auto i8042 = std::make_shared<devices::I8042>(
+      [this] { stop_.request(StopReason::kReboot, "the guest rebooted (i8042 reset)"); });
+  pio_bus_.insert(devices::I8042::kBasePort, devices::I8042::kPortRange, i8042);
+
+  auto progress =
+      std::make_shared<devices::DebugPort>(start, [](const devices::DebugPort::Entry& e) {
+        spdlog::info("boot progress {:#04x} at {:.3f} ms", e.value,
+                     static_cast<double>(e.since_start.count()) / 1e6);
+      });
+  pio_bus_.insert(devices::DebugPort::kPort, 1, progress);
+
+  auto acpi_pm = std::make_shared<AcpiPowerControl>(
+      [this] { stop_.request(StopReason::kPowerOff, "the guest powered off (ACPI S5)"); });
+  pio_bus_.insert(AcpiPowerControl::kBase, AcpiPowerControl::kLength, acpi_pm);
+}
+
+void Vm::setup_disk_transports() {
+  for (Disk& d : disks_) {
+    d.irq = std::make_unique<KvmIrqLine>(*vm_, d.slot.irq);
+    d.transport = std::make_shared<mmio::VirtioMmioTransport>(d.device, ram_->memory(), *d.irq);
+    std::weak_ptr<mmio::VirtioMmioTransport> weak = d.transport;
+    d.device->set_needs_reset_handler([weak] {
+      if (auto t = weak.lock()) t->set_needs_reset();
+    });
+    d.transport->set_error_handler([path = d.path](const std::string& message) {
+      spdlog::warn("disk {}: {}", path, message);
+    });
+    if (!mmio_bus_.insert(d.slot.base, d.slot.size, d.transport)) {
+      throw VmError("virtio-mmio window overlap at " + std::to_string(d.slot.base), kExitVmmError);
+    }
+    // virtio 1.2 §4.2.3.3: the driver writes the queue index to QueueNotify. With one
+    // ioeventfd per queue (datamatch on the index) the notification reaches the device's I/O
+    // thread without an exit to user space.
+    const uint64_t notify = d.slot.base + mmio::VirtioMmioTransport::kQueueNotifyOffset;
+    for (uint16_t q = 0; q < d.device->queue_max_sizes().size(); ++q) {
+      vm_->register_ioeventfd(d.device->queue_eventfd(q), notify, 4, q, false);
+    }
+  }
+}
+
+void Vm::setup_vcpus(const VmConfig& config) {
+  install_vcpu_kick_handler();
+  const std::vector<kvm_cpuid_entry2> supported = kvm_->supported_cpuid();
+  for (uint32_t i = 0; i < config.cpus; ++i) {
+    auto vcpu = std::make_unique<Vcpu>(*vm_, i, pio_bus_, mmio_bus_, stop_);
+    std::vector<kvm_cpuid_entry2> cpuid = supported;
+    normalize_cpuid(cpuid, i, config.cpus);
+    vcpu->configure(cpuid);
+    if (i == 0) vcpu->set_boot_state(boot_info_);
+    vcpus_.push_back(std::move(vcpu));
+  }
+}
+
+int Vm::run(int signal_fd) {
+  for (auto& vcpu : vcpus_) {
+    Vcpu* v = vcpu.get();
+    threads_.emplace_back([v] { v->run(); });
+  }
+  wait_for_stop(signal_fd);
+  stop_vcpus();
+  teardown_disks();
+  const StopReason reason = stop_.reason();
+  const std::string message = stop_.message();
+  if (reason == StopReason::kPowerOff || reason == StopReason::kReboot ||
+      reason == StopReason::kSignal) {
+    spdlog::info("{}", message);
+  } else {
+    spdlog::error("{}", message);
+  }
+  return exit_status();
+}
+
+void Vm::wait_for_stop(int signal_fd) {
+  const bool read_stdin = serial_to_stdio_;
+  bool stdin_open = read_stdin;
+  while (!stop_.stopping()) {
+    pollfd fds[3] = {{stop_.event_fd(), POLLIN, 0}, {signal_fd, POLLIN, 0}, {-1, POLLIN, 0}};
+    // Stop reading stdin while the UART's input FIFO is full; poll again shortly.
+    const bool want_stdin = stdin_open && serial_->input_space() > 0;
+    if (want_stdin) fds[2].fd = STDIN_FILENO;
+    const int n = ::poll(fds, 3, stdin_open && !want_stdin ? 10 : -1);
+    if (n < 0 && errno != EINTR) {
+      stop_.request(StopReason::kError, std::string("poll failed: ") + std::strerror(errno));
+      break;
+    }
+    if (signal_fd >= 0 && (fds[1].revents & POLLIN)) {
+      signalfd_siginfo si{};
+      if (::read(signal_fd, &si, sizeof(si)) == sizeof(si)) {
+        const int sig = static_cast<int>(si.ssi_signo);
+        stop_.request(StopReason::kSignal,
+                      std::string("stopped by ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"), sig);
+      }
+    }
+    if (fds[2].revents & (POLLIN | POLLHUP | POLLERR)) {
+      uint8_t buf[256];
+      const size_t room = std::min(sizeof(buf), serial_->input_space());
+      const ssize_t got = ::read(STDIN_FILENO, buf, room);
+      if (got > 0) {
+        serial_->enqueue_input({buf, static_cast<size_t>(got)});
+      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+        stdin_open = false;  // EOF or an unreadable stdin: the guest just gets no input
+      }
+    }
+  }
+}
+
+void Vm::stop_vcpus() {
+  for (size_t i = 0; i < threads_.size(); ++i) {
+    if (threads_[i].joinable()) vcpus_[i]->kick(threads_[i].native_handle());
+  }
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+void Vm::teardown_disks() {
+  for (Disk& d : disks_) {
+    if (d.transport) {
+      // Stops the device's I/O thread once its in-flight requests completed.
+      d.transport->reset();
+    }
+    if (d.writable && d.device) {
+      // Make what the guest wrote durable before we report that the VM is done. fdatasync
+      // acts on the file, whichever descriptor names it.
+      const int fd = ::open(d.path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd >= 0) {
+        if (::fdatasync(fd) != 0)
+          spdlog::warn("disk {}: flush failed: {}", d.path, std::strerror(errno));
+        ::close(fd);
+      }
+      d.writable = false;
+    }
+  }
+}
+
+int Vm::exit_status() const {
+  switch (stop_.reason()) {
+    case StopReason::kPowerOff:
+    case StopReason::kReboot:
+      return kExitGuestStopped;
+    case StopReason::kCrash:
+      return kExitGuestCrashed;
+    case StopReason::kUnrunnable:
+      return kExitGuestUnrunnable;
+    case StopReason::kSignal:
+      return kExitSignalBase + stop_.signal();
+    case StopReason::kNone:
+    case StopReason::kError:
+      break;
+  }
+  return kExitVmmError;
+}
+
+}  // namespace minivmm::vmm

@@ -1,0 +1,102 @@
+// Vm: one virtual machine, built explicitly from a VmConfig. It owns, in construction order:
+// the KVM handles, guest RAM, the port I/O and MMIO buses, the legacy devices (UART, i8042,
+// boot-progress port, ACPI power control), the virtio-mmio disks with their irqfds and
+// ioeventfds, and the vCPUs with their threads.
+//
+// Lifecycle: the constructor does all setup and throws VmError (one line, exit status) on any
+// bad input or host failure; run() starts one thread per vCPU, waits on the main thread for a
+// stop (guest power-off / reboot / crash, a host failure, SIGINT / SIGTERM via the signalfd),
+// relays stdin to the UART meanwhile, then kicks and joins every vCPU thread, resets the
+// virtio devices (their I/O threads finish in-flight requests and stop), flushes writable
+// disks, and returns the exit status.
+//
+// Threads: constructed, run() and destroyed on the main thread.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "devices/debug_port.h"
+#include "devices/i8042.h"
+#include "devices/serial.h"
+#include "devices/virtio_blk.h"
+#include "mmio/bus.h"
+#include "mmio/virtio_mmio.h"
+#include "vmm/acpi_pm.h"
+#include "vmm/config.h"
+#include "vmm/fd.h"
+#include "vmm/irq.h"
+#include "vmm/kvm.h"
+#include "vmm/memory.h"
+#include "vmm/stop.h"
+#include "vmm/vcpu.h"
+
+namespace minivmm::vmm {
+
+class VmError : public std::runtime_error {
+ public:
+  VmError(const std::string& message, int status) : std::runtime_error(message), status_(status) {}
+  int status() const { return status_; }
+
+ private:
+  int status_;
+};
+
+class Vm {
+ public:
+  // `start` is when the process started (for the boot-progress port).
+  Vm(const VmConfig& config, std::chrono::steady_clock::time_point start);
+  ~Vm();
+  Vm(const Vm&) = delete;
+  Vm& operator=(const Vm&) = delete;
+
+  // Runs the guest until it stops; returns the process exit status. `signal_fd` is a signalfd
+  // for SIGINT / SIGTERM (blocked in every thread), or -1.
+  int run(int signal_fd);
+
+ private:
+  struct Disk {
+    std::shared_ptr<devices::VirtioBlock> device;
+    std::unique_ptr<KvmIrqLine> irq;
+    std::shared_ptr<mmio::VirtioMmioTransport> transport;
+    boot::VirtioMmioDeviceInfo slot;
+    std::string path;
+    bool writable;
+  };
+
+  void read_images(const VmConfig& config);
+  void open_disks(const VmConfig& config);
+  void open_kvm(const VmConfig& config);
+  void setup_memory_and_boot(const VmConfig& config);
+  void setup_legacy_devices(const VmConfig& config, std::chrono::steady_clock::time_point start);
+  void setup_disk_transports();
+  void setup_vcpus(const VmConfig& config);
+  void wait_for_stop(int signal_fd);
+  void stop_vcpus();
+  void teardown_disks();
+  int exit_status() const;
+
+  StopControl stop_;
+  std::optional<Kvm> kvm_;
+  std::optional<VmFd> vm_;
+  std::unique_ptr<GuestRam> ram_;
+  mmio::Bus pio_bus_;
+  mmio::Bus mmio_bus_;
+  UniqueFd serial_file_;
+  bool serial_to_stdio_ = false;
+  std::unique_ptr<KvmIrqLine> serial_irq_;
+  std::shared_ptr<devices::Serial> serial_;
+  std::vector<Disk> disks_;
+  std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  std::vector<std::thread> threads_;
+  boot::LinuxBootInfo boot_info_;
+  std::vector<uint8_t> kernel_image_;
+  std::vector<uint8_t> initrd_image_;
+};
+
+}  // namespace minivmm::vmm
