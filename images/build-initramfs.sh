@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# build-initramfs.sh [--modules "NAME..."] [--add-modules "NAME..."] [--out FILE]
+#
+# Builds the guest test initramfs (newc cpio, gzip) for the Debian cloud kernel:
+#   /bin/busybox (+ applet links)   from busybox-static
+#   /init                           images/init.sh
+#   /scenarios/*                    images/scenarios/*
+#   /lib/modules/<kver>/...         the modules below and their dependencies
+#   /lib/modules/load.list          load order (dependencies first, from modules.dep)
+#
+# Default modules: virtio_mmio virtio_blk ext4 virtio_rng virtio_console
+# (built-in ones, e.g. ext4 in the cloud kernel, are skipped automatically).
+#
+# Output (path printed on stdout):
+#   <cache>/initramfs/<kver>-<hash>.cpio.gz   hash over kernel package version,
+#   busybox, module list and every input file, so edits to a scenario rebuild it.
+# --out FILE also copies the result there.
+set -euo pipefail
+# shellcheck source=lib/common.sh
+source "$(dirname "$0")/lib/common.sh"
+
+modules="virtio_mmio virtio_blk ext4 virtio_rng virtio_console"
+out=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --modules) modules="$2"; shift 2 ;;
+    --add-modules) modules="$modules $2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+done
+
+need cpio cpio
+need gzip gzip
+bb="$(busybox_path)"
+eval "$("$MINIVMM_IMAGES_DIR/fetch-kernel.sh" cloud)"
+
+here="$MINIVMM_IMAGES_DIR"
+inputs=("$here/build-initramfs.sh" "$here/lib/common.sh" "$here/init.sh")
+key="$({
+  echo "$KERNEL_PKG $KERNEL_PKG_VERSION"
+  echo "modules: $modules"
+  sha256sum <"$bb"
+  hash_files "${inputs[@]}"
+  hash_tree "$here/scenarios"
+} | short_hash)"
+
+cache="$MINIVMM_IMAGES_CACHE/initramfs"
+img="$cache/$KERNEL_VERSION-$key.cpio.gz"
+mkdir -p "$cache"
+if [[ -f $img ]]; then
+  log "cached: $img"
+else
+  log "building initramfs for $KERNEL_VERSION (modules: $modules)"
+  stage="$(mktemp -d "$cache/.stage.XXXXXX")"
+  trap 'rm -rf "$stage"' EXIT
+  install_busybox "$stage"
+  mkdir -p "$stage"/{dev,proc,sys,tmp,root,mnt,etc} "$stage/lib/modules/$KERNEL_VERSION"
+  install -m 0755 "$here/init.sh" "$stage/init"
+  cp -r "$here/scenarios" "$stage/scenarios"
+  chmod 0755 "$stage"/scenarios/*
+  mod_closure "$KERNEL_ROOT" "$KERNEL_VERSION" $modules >"$stage/lib/modules/load.list"
+  while read -r m; do
+    install -D -m 0644 "$KERNEL_MODULES/$m" "$stage/lib/modules/$KERNEL_VERSION/$m"
+  done <"$stage/lib/modules/load.list"
+  log "modules: $(tr '\n' ' ' <"$stage/lib/modules/load.list" | sed 's|kernel/[^ ]*/||g')"
+  # The kernel opens /dev/console for init before anything is mounted; without
+  # the node init starts with no stdio (init.sh also reopens it after devtmpfs).
+  if [[ $(id -u) == 0 ]]; then mknod -m 600 "$stage/dev/console" c 5 1; fi
+  echo "minivmm-test-initramfs $KERNEL_VERSION $key" >"$stage/etc/minivmm-initramfs"
+  make_cpio "$stage" "$img"
+  log "built $img ($(du -h "$img" | cut -f1))"
+fi
+
+if [[ -n $out ]]; then
+  cp "$img" "$out"
+  echo "$out"
+else
+  echo "$img"
+fi

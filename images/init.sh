@@ -1,0 +1,106 @@
+#!/bin/sh
+# /init of the minivmm test initramfs (busybox sh, PID 1 in the guest).
+#
+# 1. mounts /proc, /sys, /dev (devtmpfs)
+# 2. loads the kernel modules listed in /lib/modules/load.list (dependency order)
+# 3. runs /scenarios/$NAME for minivmm.scenario=NAME on the kernel command line
+#    (default: smoke)
+# 4. prints machine-readable lines "MINIVMM-RESULT key=value" on the console
+# 5. powers off (poweroff -f), or reboots (reboot -f) with minivmm.exit=reboot
+#
+# Other command-line options:
+#   minivmm.exit=poweroff|reboot|shell   how to end (shell: drop to a busybox sh)
+#   minivmm.wait=SECONDS                 how long to wait for /dev/vda (default 5)
+#   minivmm.arg=VALUE                    passed to the scenario as $1 and $MINIVMM_ARG
+export PATH=/bin:/sbin
+export HOME=/root
+umask 022
+
+result() { echo "MINIVMM-RESULT $*"; }
+
+finish() {
+  sync
+  case "$MINIVMM_EXIT" in
+    reboot) result "exit=reboot"; reboot -f ;;
+    shell)
+      result "exit=shell"
+      setsid cttyhack sh
+      poweroff -f
+      ;;
+    *) result "exit=poweroff"; poweroff -f ;;
+  esac
+  # poweroff/reboot -f do not return; if the platform ignores them, idle
+  # instead of letting PID 1 exit (which panics the kernel).
+  while :; do sleep 3600; done
+}
+
+mkdir -p /proc /sys /dev /tmp /root /mnt
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null || mdev -s
+# If the initramfs had no /dev/console node, init started without stdio.
+[ -t 1 ] || exec </dev/console >/dev/console 2>&1
+mkdir -p /dev/pts
+mount -t devpts devpts /dev/pts 2>/dev/null || true
+mount -t tmpfs tmpfs /tmp
+echo 1 >/proc/sys/kernel/printk_ratelimit 2>/dev/null || true
+
+MINIVMM_SCENARIO=smoke
+MINIVMM_EXIT=poweroff
+MINIVMM_WAIT=5
+MINIVMM_ARG=
+for opt in $(cat /proc/cmdline); do
+  case "$opt" in
+    minivmm.scenario=*) MINIVMM_SCENARIO="${opt#*=}" ;;
+    minivmm.exit=*) MINIVMM_EXIT="${opt#*=}" ;;
+    minivmm.wait=*) MINIVMM_WAIT="${opt#*=}" ;;
+    minivmm.arg=*) MINIVMM_ARG="${opt#*=}" ;;
+  esac
+done
+export MINIVMM_SCENARIO MINIVMM_EXIT MINIVMM_WAIT MINIVMM_ARG
+
+result "init=start uptime=$(cut -d' ' -f1 /proc/uptime) kernel=$(uname -r)"
+
+kver="$(uname -r)"
+mods_ok=1
+if [ -f /lib/modules/load.list ]; then
+  while read -r mod; do
+    [ -n "$mod" ] || continue
+    name="$(basename "$mod" .ko)"
+    if [ -d "/sys/module/$(echo "$name" | tr - _)" ]; then
+      continue
+    fi
+    if ! err="$(insmod "/lib/modules/$kver/$mod" 2>&1)"; then
+      echo "init: insmod $mod failed: $err"
+      mods_ok=0
+    fi
+  done </lib/modules/load.list
+fi
+[ "$mods_ok" = 1 ] && result "modules=ok" || result "modules=failed"
+
+# virtio-blk probing is synchronous on insmod, but give a slow device a moment.
+if [ "$MINIVMM_WAIT" -gt 0 ] 2>/dev/null; then
+  i=0
+  while [ ! -e /sys/block/vda ] && [ "$i" -lt $((MINIVMM_WAIT * 10)) ]; do
+    usleep 100000
+    i=$((i + 1))
+  done
+fi
+
+script="/scenarios/$MINIVMM_SCENARIO"
+if [ ! -f "$script" ]; then
+  result "scenario=$MINIVMM_SCENARIO status=missing available=$(ls /scenarios | grep -v '^_' | tr '\n' ',' | sed 's/,$//')"
+  finish
+fi
+
+result "scenario=$MINIVMM_SCENARIO phase=start uptime=$(cut -d' ' -f1 /proc/uptime)"
+if [ "$MINIVMM_SCENARIO" = shell ]; then
+  # Interactive: needs a controlling terminal for job control and ^C.
+  setsid cttyhack sh "$script" "$MINIVMM_ARG"
+else
+  sh "$script" "$MINIVMM_ARG"
+fi
+rc=$?
+[ "$rc" = 0 ] && status=pass || status=fail
+result "scenario=$MINIVMM_SCENARIO status=$status rc=$rc uptime=$(cut -d' ' -f1 /proc/uptime)"
+finish
