@@ -206,7 +206,7 @@ void VirtioBlock::io_thread(std::promise<void>& started) {
     loop_->run();
   } catch (const std::exception& e) {
     spdlog::error("virtio-blk {}: I/O thread failed: {}", cfg_.path, e.what());
-    if (needs_reset_) needs_reset_();
+    interrupt_->set_needs_reset();
   }
   // Reset: nothing more goes to the used rings, but the kernel may still be writing into
   // guest buffers, so wait for every op before letting the references go.
@@ -226,12 +226,16 @@ void VirtioBlock::io_thread(std::promise<void>& started) {
 // instead: the driver then never has to kick (no eventfd write, no extra wake-up of this
 // thread), and a new request waits at most until the next of those completions.
 void VirtioBlock::process_queue(uint16_t q) {
-  if (broken_[q] || stopping_) return;
   virtio::Queue& queue = queues_[q];
+  // A queue the driver never enabled is legal (Linux uses min(num_queues, CPUs) of them);
+  // the device must not touch it (virtio 1.2 §4.2.2).
+  if (broken_[q] || stopping_ || !queue.ready()) return;
   stalled_[q] = 0;
   polling_[q] = 0;
   while (true) {
-    if (!queue.disable_notification(*mem_)) return mark_broken(q, "used ring not writable");
+    if (auto r = queue.disable_notification(*mem_); !r) {
+      return mark_broken(q, virtio::to_string(r.error()));
+    }
     auto it = queue.iter(*mem_);
     if (!it) return mark_broken(q, virtio::to_string(it.error()));
     while (true) {
@@ -374,7 +378,7 @@ void VirtioBlock::mark_broken(uint16_t q, const char* why) {
   broken_[q] = 1;
   spdlog::warn("virtio-blk {}: queue {} is broken ({}); the device needs a reset", cfg_.path, q,
                why);
-  if (needs_reset_) needs_reset_();
+  interrupt_->set_needs_reset();
 }
 
 }  // namespace minivmm::devices

@@ -126,10 +126,8 @@ class VirtioBlock final : public virtio::VirtioDevice {
   // The eventfd to register with KVM_IOEVENTFD for QueueNotify == `queue_index`; -1 when out
   // of range. Valid for the device's lifetime, across resets.
   int queue_eventfd(uint16_t queue_index) const;
-  // Called on the I/O thread when a queue is broken by the driver (avail index too far,
-  // a bad head, rings outside RAM): the transport should set DEVICE_NEEDS_RESET and
-  // raise a config-change interrupt (virtio 1.2 §2.1.2).
-  void set_needs_reset_handler(std::function<void()> handler) { needs_reset_ = std::move(handler); }
+  // A queue broken by the driver (avail index too far, a bad head, rings outside RAM) is
+  // reported from the I/O thread through VirtioInterrupt::set_needs_reset().
 
   const VirtioBlkConfig& config() const { return config_; }
   // "io_uring" or "sync" once activated ("none" before): io_uring falls back to sync where
@@ -170,7 +168,6 @@ class VirtioBlock final : public virtio::VirtioDevice {
   VirtioBlkConfig config_{};
   uint64_t device_features_ = 0;
   uint64_t acked_features_ = 0;
-  std::function<void()> needs_reset_;
   DiskBackend::CompletionFn on_complete_fn_;
 
   // Set by activate(), cleared by reset(); used by the I/O thread in between.

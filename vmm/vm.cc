@@ -149,8 +149,9 @@ void Vm::open_disks(const VmConfig& config) {
     disk.slot = *boot::virtio_mmio_slot(static_cast<uint32_t>(i));
     disk.path = d.path;
     disk.writable = !d.readonly;
-    spdlog::debug("disk {}: {} sectors, {} backend, virtio-mmio at {:#x} IRQ {}", d.path,
-                  disk.device->config().capacity, disk.device->backend_name(), disk.slot.base,
+    spdlog::debug("disk {}: {} sectors, engine {}, virtio-mmio at {:#x} IRQ {}", d.path,
+                  disk.device->config().capacity,
+                  d.engine == DiskEngine::kSync ? "sync" : "io_uring", disk.slot.base,
                   disk.slot.irq);
     disks_.push_back(std::move(disk));
   }
@@ -271,10 +272,6 @@ void Vm::setup_disk_transports() {
   for (Disk& d : disks_) {
     d.irq = std::make_unique<KvmIrqLine>(*vm_, d.slot.irq);
     d.transport = std::make_shared<mmio::VirtioMmioTransport>(d.device, ram_->memory(), *d.irq);
-    std::weak_ptr<mmio::VirtioMmioTransport> weak = d.transport;
-    d.device->set_needs_reset_handler([weak] {
-      if (auto t = weak.lock()) t->set_needs_reset();
-    });
     d.transport->set_error_handler([path = d.path](const std::string& message) {
       spdlog::warn("disk {}: {}", path, message);
     });

@@ -73,7 +73,13 @@ class CountingInterrupt final : public virtio::VirtioInterrupt {
   void signal(uint32_t reason) override {
     if (reason == virtio::kInterruptUsedBuffer) count_.fetch_add(1);
   }
+  bool set_needs_reset() override {
+    needs_reset.fetch_add(1);
+    return true;
+  }
   uint64_t count() const { return count_.load(); }
+
+  std::atomic<int> needs_reset{0};
 
  private:
   std::atomic<uint64_t> count_{0};
@@ -95,9 +101,7 @@ class BlkHarness {
   static constexpr uint64_t kData = 0x400000;
 
   explicit BlkHarness(devices::BlockConfig cfg, uint16_t qsize = 256)
-      : guest(kRam), dq(guest, qsize, kRings), queues(1, virtio::Queue(cfg.queue_size)), dev(cfg) {
-    dev.set_needs_reset_handler([this] { needs_reset.fetch_add(1); });
-  }
+      : guest(kRam), dq(guest, qsize, kRings), queues(1, virtio::Queue(cfg.queue_size)), dev(cfg) {}
   ~BlkHarness() { dev.reset(); }
 
   void activate(uint64_t features = blk_features_all(), bool event_idx = false,
@@ -169,7 +173,7 @@ class BlkHarness {
   std::vector<virtio::Queue> queues;
   CountingInterrupt irq;
   devices::VirtioBlock dev;
-  std::atomic<int> needs_reset{0};
+  std::atomic<int>& needs_reset = irq.needs_reset;  // DEVICE_NEEDS_RESET requests
 };
 
 }  // namespace minivmm::test

@@ -420,3 +420,35 @@ TEST_CASE("blk advance_iovecs moves through partial transfers", "[blk][backend]"
   CHECK(v[2].iov_base == c + 5);
   CHECK(devices::advance_iovecs(v, 3, 5) == 3);
 }
+
+TEST_CASE("blk device: a queue the driver never enabled is left alone", "[blk][device]") {
+  // Linux enables min(num_queues, CPUs) queues; the rest stay not ready, which is legal.
+  for (auto engine : engines()) {
+    TempImage img(kImageSize);
+    BlockConfig c = config(img, engine);
+    c.num_queues = 2;
+    test::FakeGuestMemory guest(BlkHarness::kRam);
+    test::DriverQueue q0(guest, 64, 0x1000);
+    std::vector<virtio::Queue> queues(2, virtio::Queue(c.queue_size));
+    test::CountingInterrupt irq;
+    devices::VirtioBlock dev(c);
+    q0.configure(queues[0], true, true);
+    dev.set_acked_features(dev.device_features());
+    REQUIRE_FALSE(dev.activate(virtio::ActivateContext{guest.mem(), queues, irq}));
+    const uint64_t hdr = 0x100000, d = 0x200000;
+    devices::VirtioBlkReqHeader h{devices::kBlkTIn, 0, 0};
+    std::memcpy(guest.host(hdr), &h, 16);
+    q0.add_chain({{hdr, 16, false}, {d, 512, true}, {hdr + 16, 1, true}});
+    dev.queue_notify(0);
+    dev.queue_notify(1);
+    std::vector<virtio::VirtqUsedElem> used;
+    for (int i = 0; i < 5000 && used.empty(); ++i) {
+      used = q0.take_used();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    REQUIRE(used.size() == 1);
+    CHECK(*guest.host(hdr + 16) == kBlkSOk);
+    dev.reset();
+    CHECK(irq.needs_reset == 0);
+  }
+}

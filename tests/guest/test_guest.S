@@ -73,6 +73,39 @@ init_size:      .long 0x20000
 handover_offset: .long 0
 kernel_info_offset: .long 0
 setup_header_end:
+/* 16-bit real-mode entry (the jump at 0x200 lands here), used only by loaders that start a
+ * bzImage in real mode, such as QEMU's firmware (qboot / linuxboot option ROM) on
+ * -M microvm, so that benchmarks can run the same image there. minivmm never enters it.
+ * Entered with DS = the setup segment. Prints a line, writes the same 0x10, 0x20, 0x30 to
+ * the boot-progress port 0x80, then exits: isa-debug-exit (port 0xf4, QEMU's
+ * -device isa-debug-exit) and the i8042 reset as a fallback; with neither it halts. */
+        cli
+        lea msg16_hello, %si
+1:      lodsb
+        test %al, %al
+        jz 3f
+        mov %al, %ah
+        mov $COM1_LSR, %dx
+2:      in %dx, %al
+        test $LSR_THRE, %al
+        jz 2b
+        mov $COM1, %dx
+        mov %ah, %al
+        out %al, %dx
+        jmp 1b
+3:      mov $0x10, %al
+        out %al, $0x80
+        mov $0x20, %al
+        out %al, $0x80
+        mov $0x30, %al
+        out %al, $0x80
+        xor %al, %al
+        out %al, $0xf4                        /* isa-debug-exit: QEMU exits with status 1 */
+        mov $0xfe, %al
+        out %al, $0x64                        /* i8042 reset */
+4:      hlt
+        jmp 4b
+msg16_hello:    .asciz "minivmm-test-guest: hello (16-bit entry), progress written, exiting\n"
         .org 1024                             /* (setup_sects + 1) * 512 */
 
 /* ---- Protected-mode part, loaded at 1 MiB ------------------------------------------ */
@@ -326,3 +359,4 @@ msg_int3:       .asciz "minivmm-test-guest: progress written, int3\n"
 empty_idt:      .word 0
                 .quad 0
         .balign 16
+	.section .note.GNU-stack,"",@progbits
