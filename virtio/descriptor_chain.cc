@@ -38,20 +38,20 @@ void DescriptorChain::push_slow(const Descriptor& d) {
   heap_.push_back(d);
 }
 
-DescriptorChain DescriptorChain::parse(const GuestMemory& mem, uint64_t desc_table,
-                                       uint16_t queue_size, uint16_t head, bool indirect_allowed) {
-  if (head >= queue_size) return invalid(head, Error::kInvalidHead);
-  DescriptorChain chain;  // returned by the one return statement below: constructed in place
-  chain.head_ = head;
-  chain.owned_ = true;
-  if (std::optional<Error> error = chain.walk(mem, desc_table, queue_size, indirect_allowed)) {
-    chain.count_ = 0;
-    chain.first_writable_ = 0;
-    chain.readable_bytes_ = chain.writable_bytes_ = 0;
-    chain.heap_.clear();
-    chain.error_ = error;
+DescriptorChain::DescriptorChain(const GuestMemory& mem, uint64_t desc_table, uint16_t queue_size,
+                                 uint16_t head, bool indirect_allowed)
+    : head_(head) {
+  std::optional<Error> error = head >= queue_size
+                                   ? Error::kInvalidHead
+                                   : walk(mem, desc_table, queue_size, indirect_allowed);
+  if (error) {
+    count_ = 0;
+    first_writable_ = 0;
+    readable_bytes_ = writable_bytes_ = 0;
+    heap_.clear();
+    error_ = error;
   }
-  return chain;
+  owned_ = head < queue_size;
 }
 
 // virtio 1.2 §2.7.5 (descriptor table), §2.7.5.3 (indirect descriptors), §2.7.4.2

@@ -41,8 +41,9 @@ class DescriptorChain {
  public:
   // Walks the chain whose head is `head` in the descriptor table at `desc_table` of a queue
   // with `queue_size` entries. Never fails outright: an invalid chain reports error().
-  static DescriptorChain parse(const GuestMemory& mem, uint64_t desc_table, uint16_t queue_size,
-                               uint16_t head, bool indirect_allowed);
+  // (A constructor, so that Queue::pop can build the chain in place in its result.)
+  DescriptorChain(const GuestMemory& mem, uint64_t desc_table, uint16_t queue_size, uint16_t head,
+                  bool indirect_allowed);
 
   // A chain that could not be walked at all (its head was unreadable or out of range).
   static DescriptorChain invalid(uint16_t head, Error error);

@@ -13,7 +13,12 @@ bool is_aligned(uint64_t addr, uint64_t align) {
 
 std::optional<DescriptorChain> AvailIter::next() {
   if (queue_->next_avail_ == last_index_) return std::nullopt;
-  return queue_->pop_one(*mem_);
+  uint16_t head = 0;
+  if (auto taken = queue_->take_head(*mem_, head); !taken) {
+    return DescriptorChain::invalid(head, taken.error());
+  }
+  return std::optional<DescriptorChain>(std::in_place, *mem_, queue_->desc_table_, queue_->size_,
+                                        head, queue_->indirect_);
 }
 
 Queue::Queue(uint16_t max_size)
@@ -75,19 +80,26 @@ Result<std::optional<DescriptorChain>> Queue::pop(const GuestMemory& mem) {
   auto count = pending(mem);
   if (!count) return count.error();
   if (*count == 0) return std::optional<DescriptorChain>();
-  return std::optional<DescriptorChain>(pop_one(mem));
+  uint16_t head = 0;
+  if (auto taken = take_head(mem, head); !taken) {
+    return std::optional<DescriptorChain>(DescriptorChain::invalid(head, taken.error()));
+  }
+  // Built in place: the chain is not moved on its way out (this is the hot path).
+  return Result<std::optional<DescriptorChain>>(std::in_place, std::in_place, mem, desc_table_,
+                                                size_, head, indirect_);
 }
 
-DescriptorChain Queue::pop_one(const GuestMemory& mem) {
+Result<uint16_t> Queue::take_head(const GuestMemory& mem, uint16_t& head) {
   // size_ is a power of two, so the modulo is the ring wrap of virtio 1.2 §2.7.6.
   const uint64_t slot = next_avail_ % size_;
   ++next_avail_;
-  auto head = mem.read_obj<uint16_t>(avail_ring_ + kRingEntriesOffset + slot * kAvailEntrySize);
-  if (!head) return DescriptorChain::invalid(0xffff, Error::kGuestMemory);
-  if (*head >= size_) return DescriptorChain::invalid(*head, Error::kInvalidHead);
-  if (test_in_flight(*head)) return DescriptorChain::invalid(*head, Error::kHeadInFlight);
-  set_in_flight(*head, true);
-  return DescriptorChain::parse(mem, desc_table_, size_, *head, indirect_);
+  auto entry = mem.read_obj<uint16_t>(avail_ring_ + kRingEntriesOffset + slot * kAvailEntrySize);
+  head = entry.value_or(0xffff);
+  if (!entry) return Error::kGuestMemory;
+  if (head >= size_) return Error::kInvalidHead;
+  if (test_in_flight(head)) return Error::kHeadInFlight;
+  set_in_flight(head, true);
+  return head;
 }
 
 bool Queue::test_in_flight(uint16_t head) const {

@@ -117,7 +117,9 @@ class Queue {
   Result<uint16_t> avail_idx(const GuestMemory& mem) const;
   // How many chains the driver made available past next_avail_ (checked against size).
   Result<uint16_t> pending(const GuestMemory& mem) const;
-  DescriptorChain pop_one(const GuestMemory& mem);
+  // Takes the next head off the avail ring and marks it in flight; an Error (with the head,
+  // where it could be read) when the head cannot be used at all.
+  Result<uint16_t> take_head(const GuestMemory& mem, uint16_t& head);
   bool test_in_flight(uint16_t head) const;
   void set_in_flight(uint16_t head, bool value);
 

@@ -36,6 +36,10 @@ class [[nodiscard]] Result {
   Result(T&& value) : data_(std::in_place_index<0>, std::move(value)) {}  // NOLINT
   Result(const T& value) : data_(std::in_place_index<0>, value) {}        // NOLINT
   Result(Error error) : data_(std::in_place_index<1>, error) {}           // NOLINT
+  // Constructs the value in place (no move): Result<T>(std::in_place, args...).
+  template <typename... Args>
+  explicit Result(std::in_place_t, Args&&... args)
+      : data_(std::in_place_index<0>, std::forward<Args>(args)...) {}
 
   bool has_value() const { return data_.index() == 0; }
   explicit operator bool() const { return has_value(); }
