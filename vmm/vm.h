@@ -73,6 +73,7 @@ class Vm {
   void open_disks(const VmConfig& config);
   void open_kvm(const VmConfig& config);
   void setup_memory_and_boot(const VmConfig& config);
+  void create_interrupt_controllers();
   void setup_legacy_devices(const VmConfig& config, std::chrono::steady_clock::time_point start);
   void setup_disk_transports();
   void setup_vcpus(const VmConfig& config);
