@@ -17,6 +17,11 @@
  *   minivmm-test=int3      execute int3, which PVM's instruction emulator cannot (an
  *                          emulation failure there; a triple fault elsewhere)
  *
+ * Loaders that start a bzImage in real mode (QEMU's firmware on -M microvm; used by
+ * bench/vmm_bench.py to run this same image under QEMU) land on a separate 16-bit path in the
+ * setup sector instead: one line on the UART, the same three progress writes, then exit
+ * through isa-debug-exit (port 0xf4) or the i8042. It ignores the command line.
+ *
  * Entered in 64-bit mode with RSI = zero page, identity paging and interrupts disabled.
  * All code is position independent (RIP-relative data).
  */

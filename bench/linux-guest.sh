@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# linux-guest.sh OUTDIR [BOOT_RUNS] [BLK_RUNS] — Linux boots and in-guest block I/O,
+# minivmm next to QEMU -M microvm (bench/guest_run.py), on the same Debian cloud kernel,
+# initramfs and disk. Inputs are prepared here (images/*.sh); the runs happen where
+# /dev/kvm boots Linux: directly, or in the nested KVM host (images/with-kvm.sh).
+# Writes OUTDIR/linux-boot.tsv, OUTDIR/linux-blk.tsv and OUTDIR/linux-guest.log.
+# BLK_RUNS=0 skips the block part. Figures, not pass/fail.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+out="$(mkdir -p "$1" && cd "$1" && pwd)"
+boot_runs="${2:-3}"
+blk_runs="${3:-3}"
+minivmm="${MINIVMM_BIN:-$root/build/rel/vmm/minivmm}"
+cache="${MINIVMM_CACHE:-${HOME:-/root}/.cache/minivmm}/images"
+
+eval "$("$root/images/fetch-kernel.sh" cloud)"
+kernel="$KERNEL_IMAGE"
+initrd="$("$root/images/build-initramfs.sh")"
+# Disks must be writable inside the nested host: the images cache is.
+work="$cache/tmp/bench-$$"
+mkdir -p "$work"
+trap 'rm -rf "$work"' EXIT
+disk="$("$root/images/build-disk.sh" --out "$work/disk.img")"
+scratch="$work/scratch.img"
+# A real file (not sparse) so that O_DIRECT reads hit the host disk, not holes.
+dd if=/dev/zero of="$scratch" bs=1M count=256 status=none
+
+py=/usr/bin/python3
+inner="$py $here/guest_run.py boot --minivmm $minivmm --kernel $kernel --initrd $initrd"
+inner+=" --disk $disk --runs $boot_runs --out $work/linux-boot.tsv --log $work/linux-guest.log"
+if [[ $blk_runs -gt 0 ]]; then
+  inner+=" && $py $here/guest_run.py blk --minivmm $minivmm --kernel $kernel --initrd $initrd"
+  inner+=" --disk $disk --scratch $scratch --runs $blk_runs --out $work/linux-blk.tsv"
+  inner+=" --log $work/linux-guest.log"
+fi
+rc=0
+MINIVMM_NESTED_QUIET=1 "$root/images/with-kvm.sh" bash -c "$inner" || rc=$?
+for f in linux-boot.tsv linux-blk.tsv linux-guest.log; do
+  [[ -f $work/$f ]] && cp "$work/$f" "$out/$f"
+done
+echo "nested=$("$root/images/detect-kvm.sh") kernel=$kernel initrd=$initrd" >"$out/linux-guest.env"
+exit "$rc"
