@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# run-e2e.sh MINIVMM_BINARY — end-to-end tests: boot real Linux guests with minivmm
+# and assert on what they report (CTest: e2e_linux, label e2e).
+#
+# 1. On this host (apt look-ups are slow under TCG): the Debian cloud kernel
+#    (images/fetch-kernel.sh), the test initramfs (images/build-initramfs.sh), the
+#    ext4 template disk (images/build-disk.sh) and the minimal kernel
+#    (images/build-minimal-kernel.sh) with its module-less initramfs.
+# 2. A run dir under the images cache (writable inside the nested host at the
+#    same path): <cache>/e2e/run-<time>-<pid>/ — disk copies, per-boot console
+#    and VMM logs. Kept when a case fails (path printed), else removed
+#    (MINIVMM_E2E_KEEP=1 keeps it).
+# 3. ONE `images/with-kvm.sh bash tests/e2e/suite.sh ...`: directly on hardware
+#    KVM, else in the nested KVM host, which then boots only once for all cases.
+#
+# Environment: MINIVMM_E2E_ONLY="boot disk persist readonly multi reboot panic
+#   minimal" (subset), MINIVMM_E2E_MINIMAL=0 (skip the minimal kernel, loudly),
+#   MINIVMM_E2E_MINIMAL_TIMEOUT (s to wait for building it, default 600; past that
+#   the case is skipped and the build goes on in the background),
+#   MINIVMM_E2E_BOOT_TIMEOUT (per boot, default 120 s), MINIVMM_CACHE, and the
+#   MINIVMM_NESTED_* knobs of images/nested/run-in-nested-host.sh.
+# Exit: 0 all cases passed (skips allowed), 1 a case failed, 2 bad usage or the
+# inputs could not be prepared, else with-kvm.sh's status (124/125 nested host).
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+images="$root/images"
+say() { echo "e2e: $*"; }
+die() { echo "e2e: error: $*" >&2; exit 2; }
+
+[[ $# -eq 1 ]] || die "usage: $(basename "$0") MINIVMM_BINARY"
+vmm="$(realpath -e "$1" 2>/dev/null)" || die "$1 does not exist"
+[[ -x $vmm ]] || die "$vmm is not executable"
+case "$vmm" in
+  /tmp/*) [[ $("$images/detect-kvm.sh") == nested ]] &&
+    die "$vmm is under /tmp, which the nested KVM host cannot see; build elsewhere" ;;
+esac
+t0=$SECONDS
+
+# --- inputs, on the host ---------------------------------------------------------
+eval "$("$images/fetch-kernel.sh" cloud)" || die "fetch-kernel.sh cloud failed"
+initrd="$("$images/build-initramfs.sh" | tail -n1)" || die "build-initramfs.sh failed"
+template="$("$images/build-disk.sh" --size 64M | tail -n1)" || die "build-disk.sh failed"
+say "inputs: kernel $KERNEL_IMAGE ($KERNEL_VERSION), initramfs $initrd, disk template $template"
+
+minimal=()
+if [[ ${MINIVMM_E2E_MINIMAL:-1} == 0 ]]; then
+  minimal=(--minimal-skip "MINIVMM_E2E_MINIMAL=0")
+elif [[ ! -x $images/build-minimal-kernel.sh ]]; then
+  minimal=(--minimal-skip "images/build-minimal-kernel.sh does not exist")
+else
+  say "minimal kernel: images/build-minimal-kernel.sh (minutes the first time, cached afterwards)"
+  # The first build takes 10-20 min on 2 busy cores. Wait up to
+  # MINIVMM_E2E_MINIMAL_TIMEOUT s; past that, skip the case loudly but let the
+  # build finish in the background, so that the next run finds it cached.
+  mt="${MINIVMM_E2E_MINIMAL_TIMEOUT:-600}"
+  mdir="$(mktemp -d "${TMPDIR:-/tmp}/minivmm-e2e-minimal.XXXXXX")"
+  setsid "$images/build-minimal-kernel.sh" >"$mdir/out" 2>"$mdir/log" </dev/null &
+  mpid=$!
+  waited=0
+  while kill -0 "$mpid" 2>/dev/null && ((waited < mt)); do sleep 2; waited=$((waited + 2)); done
+  if kill -0 "$mpid" 2>/dev/null; then
+    minimal=(--minimal-skip "build-minimal-kernel.sh still running after ${mt} s (MINIVMM_E2E_MINIMAL_TIMEOUT); left to finish in the background (pid $mpid, log $mdir/log), the next run will find it cached")
+  elif wait "$mpid" && mk="$(tail -n1 "$mdir/out")" && [[ -f $mk ]]; then
+    if mi="$("$images/build-initramfs.sh" --modules "" 2>>"$mdir/log" | tail -n1)" && [[ -f $mi ]]; then
+      minimal=(--minimal-kernel "$mk" --minimal-initrd "$mi")
+      say "minimal kernel $mk, initramfs $mi"
+    else
+      minimal=(--minimal-skip "build-initramfs.sh --modules \"\" failed: $(tail -n1 "$mdir/log")")
+    fi
+    rm -rf "$mdir"
+  else
+    minimal=(--minimal-skip "build-minimal-kernel.sh failed: $(tail -n1 "$mdir/log")")
+  fi
+fi
+[[ ${minimal[0]} == --minimal-skip ]] && echo "e2e: WARNING: the minimal-kernel case will be SKIPPED: ${minimal[1]}" >&2
+
+cache="${MINIVMM_CACHE:-${HOME:-/root}/.cache/minivmm}/images"
+run="$cache/e2e/run-$(date +%Y%m%d-%H%M%S)-$$"
+mkdir -p "$run" || die "cannot create $run"
+say "prepared in $((SECONDS - t0)) s; run dir $run; KVM: $("$images/detect-kvm.sh")"
+
+# --- the suite, once, where KVM runs Linux ---------------------------------------
+t1=$SECONDS
+cd "$root" || die "cannot cd to $root"
+"$images/with-kvm.sh" bash "$root/tests/e2e/suite.sh" --minivmm "$vmm" --kernel "$KERNEL_IMAGE" \
+  --initrd "$initrd" --disk-template "$template" --run-dir "$run" "${minimal[@]}"
+status=$?
+say "suite (incl. nested host if any) took $((SECONDS - t1)) s; total $((SECONDS - t0)) s; exit $status"
+if [[ $status == 0 && ${MINIVMM_E2E_KEEP:-0} != 1 ]]; then
+  rm -rf "$run"
+else
+  say "logs kept in $run"
+fi
+exit "$status"

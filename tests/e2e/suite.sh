@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# suite.sh — the end-to-end cases; run by run-e2e.sh where Linux-capable KVM is
+# (directly, or inside the nested host through images/with-kvm.sh). All inputs are
+# prepared by run-e2e.sh; this script only boots guests and checks results.
+#
+# suite.sh --minivmm BIN --kernel VMLINUZ --initrd CPIO --disk-template IMG --run-dir DIR
+#          (--minimal-kernel BZIMAGE --minimal-initrd CPIO | --minimal-skip REASON)
+#
+# DIR must be writable here (inside the nested host: under the images cache or a
+# MINIVMM_NESTED_RW dir). Every boot is a new minivmm process under `timeout`
+# (MINIVMM_E2E_BOOT_TIMEOUT, default 120 s) with the console in DIR/<boot>.console
+# and the VMM log in DIR/<boot>.vmm. The guest runs the `e2e` scenario
+# (images/scenarios/e2e) and reports "MINIVMM-RESULT key=value" lines.
+# Prints "e2e: <case> ok|FAIL: <why>|SKIPPED: <why>" per case and a summary line;
+# exits 1 if any case failed. MINIVMM_E2E_ONLY="case1 case2" runs a subset.
+set -uo pipefail
+
+die() { echo "e2e: error: $*" >&2; exit 2; }
+vmm="" kernel="" initrd="" template="" run="" mkernel="" minitrd="" mskip=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --minivmm) vmm="$2"; shift 2 ;;
+    --kernel) kernel="$2"; shift 2 ;;
+    --initrd) initrd="$2"; shift 2 ;;
+    --disk-template) template="$2"; shift 2 ;;
+    --run-dir) run="$2"; shift 2 ;;
+    --minimal-kernel) mkernel="$2"; shift 2 ;;
+    --minimal-initrd) minitrd="$2"; shift 2 ;;
+    --minimal-skip) mskip="$2"; shift 2 ;;
+    *) die "unknown argument '$1'" ;;
+  esac
+done
+for v in vmm kernel initrd template run; do [[ -n ${!v} ]] || die "--${v/template/disk-template} missing"; done
+[[ -x $vmm ]] || die "$vmm is not executable"
+[[ -w $run ]] || die "run dir $run is not writable here"
+[[ -c /dev/kvm ]] || die "no /dev/kvm here"
+boot_timeout="${MINIVMM_E2E_BOOT_TIMEOUT:-120}"
+base_cmdline="console=ttyS0 reboot=k panic=-1 quiet initcall_blacklist=cmos_init"
+# A scratch dir on a local filesystem (host /tmp, or the nested host's tmpfs):
+# hole punching (discard) works there, unlike on 9p.
+local_tmp="$(mktemp -d "${TMPDIR:-/tmp}/minivmm-e2e.XXXXXX")"
+trap 'rm -rf "$local_tmp"' EXIT
+
+passed=0 failed=0 skipped=0
+failed_names=()
+cur="" why=() cur_log=""
+t_suite=$SECONDS
+
+# --- helpers -----------------------------------------------------------------
+# boot NAME MINIVMM-ARGS...: one fresh minivmm process; sets $status, $log, $boot_s.
+boot() {
+  local name="$1"; shift
+  log="$run/$name.console"
+  local t0
+  t0="$(date +%s.%N)"
+  timeout -k 10 "$boot_timeout" "$vmm" --serial "file=$log" --log-level info "$@" \
+    </dev/null >"$run/$name.vmm" 2>&1
+  status=$?
+  boot_s="$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')"
+  cur_log="$log"
+  echo "e2e:   boot $name: minivmm exit $status in ${boot_s}s" >&2
+}
+# res KEY: the value of the last "MINIVMM-RESULT ... KEY=value" in the current log.
+res() {
+  tr -d '\r' <"$cur_log" 2>/dev/null | awk -v k="$1" '
+    /MINIVMM-RESULT / { for (i = 1; i <= NF; i++) { p = index($i, "="); if (p && substr($i, 1, p - 1) == k) v = substr($i, p + 1) } }
+    END { print v }'
+}
+selected() { [[ -z ${MINIVMM_E2E_ONLY:-} || " $MINIVMM_E2E_ONLY " == *" $1 "* ]]; }
+begin() { cur="$1"; why=(); }
+fail() { why+=("$*"); }
+expect() {  # expect WHAT WANT GOT
+  [[ "$3" == "$2" ]] || fail "$1: want '$2', got '${3:-<none>}'"
+}
+expect_status() { expect "minivmm exit status" "$1" "$status"; }
+expect_res() { expect "$1" "$2" "$(res "$1")"; }
+expect_grep() {  # expect_grep WHAT REGEX: the console must contain REGEX
+  grep -aEq "$2" "$cur_log" || fail "$1: console has no /$2/"
+}
+end() {
+  if [[ ${#why[@]} -eq 0 ]]; then
+    echo "e2e: $cur ok"
+    passed=$((passed + 1))
+  else
+    local IFS=';'
+    echo "e2e: $cur FAIL: ${why[*]# }"
+    failed=$((failed + 1))
+    failed_names+=("$cur")
+    if [[ -n $cur_log ]]; then
+      echo "---- tail of $cur_log"
+      tr -d '\r' <"$cur_log" | tail -n 25
+      echo "---- tail of ${cur_log%.console}.vmm"
+      tail -n 10 "${cur_log%.console}.vmm"
+      echo "----"
+    fi
+  fi
+}
+skip() {  # skip CASE REASON
+  echo "e2e: $1 SKIPPED: $2"
+  skipped=$((skipped + 1))
+}
+# pattern TAG KIB: the bytes images/scenarios/e2e writes for TAG.
+pattern() { awk -v t="$1" -v n="$(($2 * 32))" 'BEGIN { for (i = 0; i < n; i++) printf "e2e-%-11s-%015d\n", t, i }'; }
+sha() { sha256sum | cut -d' ' -f1; }
+host_range() { dd if="$1" bs=1024 skip="$2" count="$3" 2>/dev/null; }  # FILE OFF_KIB LEN_KIB
+sectors() { echo $(($(stat -c %s "$1") / 512)); }
+new_disk() {  # new_disk FILE: a fresh writable copy of the ext4 template
+  cp --sparse=always "$template" "$1" && chmod 644 "$1"
+}
+scratch() { rm -f "$1"; truncate -s "$2" "$1"; }  # FILE SIZE
+cmdline() { echo "$base_cmdline minivmm.scenario=e2e minivmm.arg=$1 ${2:-}"; }
+
+echo "e2e: minivmm $vmm; kernel $kernel; run dir $run; $([[ ${MINIVMM_IN_NESTED_HOST:-0} == 1 ]] && echo "nested KVM host" || echo "direct KVM")"
+
+# --- 1 + 2: CPUs, memory; the ACPI-described virtio-blk disk ------------------
+if selected boot || selected disk; then
+  new_disk "$run/root.img"
+  boot basic --kernel "$kernel" --initrd "$initrd" --cpus 2 --memory 512M \
+    --disk "path=$run/root.img,serial=e2e-root" --cmdline "$(cmdline info,fsverify:vda)"
+  if selected boot; then
+    begin boot-cpus-memory
+    expect_status 0
+    expect_grep "init" "MINIVMM-RESULT init=start"
+    expect_res nproc 2
+    expect_res cpus_online 0-1
+    mem="$(res memtotal_kb)"
+    if [[ ! $mem =~ ^[0-9]+$ ]] || ((mem < 440 * 1024 || mem > 512 * 1024)); then
+      fail "MemTotal ${mem:-<none>} kB not within 440-512 MiB"
+    fi
+    expect_grep "power-off" "MINIVMM-RESULT exit=poweroff"
+    end
+  fi
+  if selected disk; then
+    begin disk-acpi-virtio-blk
+    expect_status 0
+    expect_res modules ok
+    expect_res disks vda
+    expect_res acpi_virtio_mmio 1
+    expect_res vda.size_sectors "$(sectors "$run/root.img")"
+    expect_res vda.serial e2e-root
+    expect_res vda.ro 0
+    expect_res fs-verify.manifest ok
+    expect_res fs-verify.pattern ok
+    expect_res status pass
+    end
+  fi
+fi
+
+# --- 3: written in one boot, read back by the next minivmm process + host ------
+if selected persist; then
+  begin persist-across-boots
+  scratch "$run/persist.img" 32M
+  off=3076 len=512  # KiB: not MiB-aligned, past the first few MiB
+  want="$(pattern persist "$len" | sha)"
+  boot persist-write --kernel "$kernel" --initrd "$initrd" --cpus 2 --memory 512M \
+    --disk "path=$run/persist.img,serial=e2e-persist" --cmdline "$(cmdline write:vda:$off:$len:persist)"
+  expect_status 0
+  expect_res "write.vda.$off" ok
+  expect "host file bytes after boot 1" "$want" "$(host_range "$run/persist.img" "$off" "$len" | sha)"
+  # (no process substitution: the nested host has no /dev/fd)
+  pattern persist "$len" >"$local_tmp/want"
+  host_range "$run/persist.img" "$off" "$len" >"$local_tmp/got"
+  cmp -s "$local_tmp/want" "$local_tmp/got" ||
+    fail "cmp: host file differs from the pattern at ${off} KiB: $(cmp "$local_tmp/want" "$local_tmp/got" 2>&1 | head -n1)"
+  expect "host bytes before the range" 0 "$(host_range "$run/persist.img" 0 "$off" | tr -d '\000' | wc -c)"
+  boot persist-read --kernel "$kernel" --initrd "$initrd" --cpus 2 --memory 512M \
+    --disk "path=$run/persist.img,serial=e2e-persist" --cmdline "$(cmdline read:vda:$off:$len)"
+  expect_status 0
+  expect_res "read.vda.$off" "$want"
+  expect_res status pass
+  end
+fi
+
+# --- 4: read-only disk ----------------------------------------------------------
+if selected readonly; then
+  begin readonly-disk
+  new_disk "$run/ro.img"
+  before="$(sha <"$run/ro.img")"
+  boot readonly --kernel "$kernel" --initrd "$initrd" --cpus 2 --memory 512M \
+    --disk "path=$run/ro.img,readonly=on,serial=e2e-ro" --cmdline "$(cmdline info,rowrite:vda,fsverify:vda)"
+  expect_status 0
+  expect_res vda.ro 1
+  expect_res vda.serial e2e-ro
+  expect_res rowrite.vda refused
+  expect_res fs-verify.manifest ok
+  expect "host sha256 after the boot" "$before" "$(sha <"$run/ro.img")"
+  end
+fi
+
+# --- 5: three disks, discard, concurrent writers on 2 vCPUs ---------------------
+if selected multi; then
+  begin multi-disk-discard-parallel
+  new_disk "$run/multi-root.img"
+  scratch "$run/multi-par.img" 32M
+  scratch "$local_tmp/multi-discard.img" 16M
+  plen=1024  # KiB per writer (patterns are made by awk in the guest: slow nested)
+  boot multi --kernel "$kernel" --initrd "$initrd" --cpus 2 --memory 512M \
+    --disk "path=$run/multi-root.img,serial=e2e-root" \
+    --disk "path=$run/multi-par.img,serial=e2e-parallel" \
+    --disk "path=$local_tmp/multi-discard.img,serial=e2e-discard" \
+    --cmdline "$(cmdline info,fsverify:vda,discard:vdc:1024:1024,parallel:vdb:1024:$plen:par)"
+  expect_status 0
+  expect_res disks vda,vdb,vdc
+  expect_res acpi_virtio_mmio 3
+  expect_res vda.serial e2e-root
+  expect_res vdb.serial e2e-parallel
+  expect_res vdc.serial e2e-discard
+  expect_res vdb.size_sectors "$(sectors "$run/multi-par.img")"
+  expect_res vdc.size_sectors "$(sectors "$local_tmp/multi-discard.img")"
+  expect_res fs-verify.manifest ok
+  expect_res discard.vdc zeroes
+  expect_res parallel.vdb ok
+  expect_res writers 2
+  want="$( { pattern par.0 "$plen"; pattern par.1 "$plen"; } | sha)"
+  expect "guest sha256 of the parallel range" "$want" "$(res sha256)"
+  expect "host sha256 of the parallel range" "$want" "$(host_range "$run/multi-par.img" 1024 $((2 * plen)) | sha)"
+  expect "host discarded range is zero" 0 "$(host_range "$local_tmp/multi-discard.img" 1024 1024 | tr -d '\000' | wc -c)"
+  expect_res status pass
+  end
+fi
+
+# --- 6: how the guest ends -> exit status ---------------------------------------
+if selected reboot; then
+  begin guest-reboot-exit-0
+  new_disk "$run/reboot.img"
+  boot reboot --kernel "$kernel" --initrd "$initrd" --cpus 2 --memory 512M \
+    --disk "path=$run/reboot.img,serial=e2e-reboot" --cmdline "$(cmdline info minivmm.exit=reboot)"
+  expect_status 0
+  expect_res status pass
+  expect_grep "reboot requested" "MINIVMM-RESULT exit=reboot"
+  end
+fi
+if selected panic; then
+  # panic=-1: Linux reboots at once after a panic; with reboot=k that is the i8042
+  # reset, which minivmm treats as a reboot: exit status 0 (not 3, which is a
+  # triple fault). Documented in tests/e2e/README.md.
+  begin guest-panic-exit-0
+  new_disk "$run/panic.img"
+  boot panic --kernel "$kernel" --initrd "$initrd" --cpus 2 --memory 512M \
+    --disk "path=$run/panic.img,serial=e2e-panic" --cmdline "$(cmdline panic sysrq_always_enabled)"
+  expect_status 0
+  expect_res panic triggering
+  expect_grep "kernel panic message" "Kernel panic - not syncing"
+  grep -aq "panic=survived" "$cur_log" && fail "the guest survived the sysrq crash"
+  end
+fi
+
+# --- 7: the minimal kernel, no ACPI, virtio_mmio.device= on the command line ----
+if selected minimal; then
+  if [[ -n $mskip ]]; then
+    skip minimal-kernel-no-acpi "$mskip"
+  else
+    begin minimal-kernel-no-acpi
+    new_disk "$run/minimal.img"
+    # No ACPI means no ACPI power-off: end through the i8042 reset instead.
+    boot minimal --kernel "$mkernel" --initrd "$minitrd" --cpus 1 --memory 256M --no-acpi --virtio-cmdline \
+      --disk "path=$run/minimal.img,serial=e2e-minimal" --cmdline "$(cmdline info,fsverify:vda minivmm.exit=reboot)"
+    expect_status 0
+    expect_res disks vda
+    expect_res vda.serial e2e-minimal
+    expect_res acpi_virtio_mmio 0  # found through virtio_mmio.device=, not ACPI
+    expect_res platform_virtio_mmio 1
+    expect_res vda.size_sectors "$(sectors "$run/minimal.img")"
+    expect_res fs-verify.manifest ok
+    expect_res status pass
+    expect_grep "reboot requested" "MINIVMM-RESULT exit=reboot"
+    end
+  fi
+fi
+
+summary="e2e: $passed passed, $failed failed"
+((skipped > 0)) && summary+=", $skipped skipped"
+echo "$summary (suite $((SECONDS - t_suite)) s)"
+((failed == 0))
