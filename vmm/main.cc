@@ -2,8 +2,9 @@
 // one Vm, and the exit status (vmm/exit_status.h). Every failure ends here as one line on
 // stderr; exceptions stop at this function.
 //
-// Signals: SIGINT and SIGTERM are blocked in every thread before any thread starts and read
-// from a signalfd by the main thread's loop (no work in signal handlers). SIGPIPE is ignored
+// Signals: SIGINT and SIGTERM are blocked in every thread once setup is done, before any
+// thread starts, and read from a signalfd by the main thread's loop (no work in signal
+// handlers); during setup they keep their default action. SIGPIPE is ignored
 // so that a closed stdout only loses guest output. The vCPU kick signal has an empty handler.
 #include <signal.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -47,16 +48,17 @@ int run(int argc, char** argv, std::chrono::steady_clock::time_point start) {
   const auto& config = std::get<minivmm::vmm::VmConfig>(parsed);
   setup_logging(config.log_level);
 
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  minivmm::vmm::UniqueFd signal_fd(signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
-
   try {
+    // Setup starts no thread. SIGINT / SIGTERM keep their default action until it is done,
+    // so that a VMM stuck opening a file (say, on a hung network filesystem) still dies.
     minivmm::vmm::Vm vm(config, start);
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    minivmm::vmm::UniqueFd signal_fd(signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
     std::optional<minivmm::vmm::RawTerminal> terminal;
     if (config.serial.mode == minivmm::vmm::SerialMode::kStdio) terminal.emplace();
     return vm.run(signal_fd.get());
