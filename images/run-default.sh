@@ -7,7 +7,7 @@
 #    kernel, the busybox test initramfs, and a fresh writable copy of the ext4 disk;
 # 4. boots the default guest — 2 vCPUs, 512 MiB, the disk as /dev/vda (serial
 #    "default") — with its console on this terminal, and exits when the guest powers
-#    off, with minivmm's exit status (0 = powered off; see vmm/README-vmm.md).
+#    off, with minivmm's exit status (0 = powered off; see README.md "Exit status").
 #
 # Default scenario: smoke (prints CPUs, memory and disks, then powers off).
 #   --shell          an interactive busybox shell in the guest instead; `exit` (or

@@ -1,4 +1,4 @@
-// Process exit statuses of minivmm (documented in vmm/README-vmm.md). main() maps every way
+// Process exit statuses of minivmm (documented in README.md, "Exit status"). main() maps every way
 // a run can end to exactly one of these.
 #pragma once
 
