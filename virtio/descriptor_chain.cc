@@ -68,7 +68,10 @@ std::optional<Error> DescriptorChain::walk(const GuestMemory& mem, uint64_t desc
   uint32_t ttl = table_size;
   bool in_indirect = false;
   bool seen_writable = false;
-  uint64_t total = 0;
+  // Accumulated in locals and stored once at the end: this loop is the hot path of a pop.
+  size_t count = 0;
+  uint64_t readable = 0;  // both sums stay <= 2^32 - 1, checked per descriptor
+  uint64_t writable = 0;
 
   while (true) {
     if (ttl == 0) return Error::kChainTooLong;
@@ -95,27 +98,34 @@ std::optional<Error> DescriptorChain::walk(const GuestMemory& mem, uint64_t desc
     }
 
     if (d.len != 0 && d.addr + d.len - 1 < d.addr) return Error::kAddressOverflow;
-    total += d.len;
-    if (total > std::numeric_limits<uint32_t>::max()) return Error::kLengthOverflow;
     const bool write_only = (d.flags & kVirtqDescFWrite) != 0;
     if (write_only) {
-      if (!seen_writable) first_writable_ = count_;
+      if (!seen_writable) first_writable_ = count;
       seen_writable = true;
-      writable_bytes_ += d.len;
+      writable += d.len;
     } else {
       if (seen_writable) return Error::kReadableAfterWritable;
-      readable_bytes_ += d.len;
+      readable += d.len;
     }
+    if (readable + writable > std::numeric_limits<uint32_t>::max()) return Error::kLengthOverflow;
     // virtio 1.2 §2.7.5.3.1: no chain longer than the queue size, indirect tables
     // included. (The per-table TTL above catches loops; this caps the work per chain.)
-    if (count_ == queue_size) return Error::kChainTooLong;
-    push(Descriptor{d.addr, d.len, write_only});
+    if (count == queue_size) return Error::kChainTooLong;
+    if (count < kInline) {
+      inline_[count] = Descriptor{d.addr, d.len, write_only};
+    } else {
+      push_slow(Descriptor{d.addr, d.len, write_only});
+    }
+    ++count;
 
     if (!(d.flags & kVirtqDescFNext)) break;
     if (d.next >= table_size) return Error::kInvalidNext;
     index = d.next;
   }
-  if (!seen_writable) first_writable_ = count_;
+  count_ = count;
+  if (!seen_writable) first_writable_ = count;
+  readable_bytes_ = static_cast<uint32_t>(readable);
+  writable_bytes_ = static_cast<uint32_t>(writable);
   return std::nullopt;
 }
 

@@ -84,14 +84,7 @@ class DescriptorChain {
     return heap_.empty() ? std::span<const Descriptor>(inline_)
                          : std::span<const Descriptor>(heap_);
   }
-  void push(const Descriptor& d) {
-    if (count_ < kInline) {
-      inline_[count_] = d;
-    } else {
-      push_slow(d);
-    }
-    ++count_;
-  }
+  // Appends a descriptor once the chain has outgrown inline_ (moves it to heap_ first).
   void push_slow(const Descriptor& d);
 
   std::array<Descriptor, kInline> inline_;  // the first count_ entries are set
