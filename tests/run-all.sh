@@ -54,6 +54,10 @@ record "g++ build" $status
 if [[ $status -eq 0 ]]; then
   ctest --test-dir "$build/gcc" --output-on-failure -j"$jobs" 2>&1 | tee "$build/gcc/ctest.log"
   record_ctest "CTest (g++)" "$build/gcc/ctest.log" "${PIPESTATUS[0]}"
+  # CTest hides the output of tests that pass; show what the end-to-end suite and the
+  # skipping tests said, so that a skip is never silent.
+  grep -hE '^e2e: |SKIPPED' "$build/gcc/Testing/Temporary/LastTest.log" 2>/dev/null | awk '!seen[$0]++' |
+    sed 's/^/  /'
 fi
 
 step "clang build with ASan + UBSan + libFuzzer, unit tests under sanitizers"
