@@ -62,18 +62,21 @@ VirtqDesc DriverQueue::read_desc(uint16_t index) const {
   return d;
 }
 
+namespace {
+// The descriptor a driver writes for `buf`: linked to `next` unless it is the last one.
+VirtqDesc make_desc(const Buf& buf, bool last, uint16_t next) {
+  const auto flags = static_cast<uint16_t>((buf.write ? virtio::kVirtqDescFWrite : 0) |
+                                           (last ? 0 : virtio::kVirtqDescFNext));
+  return VirtqDesc{buf.addr, buf.len, flags, last ? uint16_t{0} : next};
+}
+}  // namespace
+
 uint16_t DriverQueue::add_descriptors(const std::vector<Buf>& bufs) {
   const uint16_t head = next_desc_;
   for (size_t i = 0; i < bufs.size(); ++i) {
-    const uint16_t index = static_cast<uint16_t>((head + i) % size_);
-    const bool last = i + 1 == bufs.size();
-    VirtqDesc d{};
-    d.addr = bufs[i].addr;
-    d.len = bufs[i].len;
-    d.flags = static_cast<uint16_t>((bufs[i].write ? virtio::kVirtqDescFWrite : 0) |
-                                    (last ? 0 : virtio::kVirtqDescFNext));
-    d.next = last ? 0 : static_cast<uint16_t>((index + 1) % size_);
-    write_desc(index, d);
+    const auto index = static_cast<uint16_t>((head + i) % size_);
+    write_desc(index, make_desc(bufs[i], i + 1 == bufs.size(),
+                                static_cast<uint16_t>((index + 1) % size_)));
   }
   next_desc_ = static_cast<uint16_t>((head + bufs.size()) % size_);
   return head;
@@ -81,13 +84,7 @@ uint16_t DriverQueue::add_descriptors(const std::vector<Buf>& bufs) {
 
 uint16_t DriverQueue::add_indirect(uint64_t table_addr, const std::vector<Buf>& bufs) {
   for (size_t i = 0; i < bufs.size(); ++i) {
-    const bool last = i + 1 == bufs.size();
-    VirtqDesc d{};
-    d.addr = bufs[i].addr;
-    d.len = bufs[i].len;
-    d.flags = static_cast<uint16_t>((bufs[i].write ? virtio::kVirtqDescFWrite : 0) |
-                                    (last ? 0 : virtio::kVirtqDescFNext));
-    d.next = last ? 0 : static_cast<uint16_t>(i + 1);
+    const VirtqDesc d = make_desc(bufs[i], i + 1 == bufs.size(), static_cast<uint16_t>(i + 1));
     std::memcpy(guest_.host(table_addr + i * sizeof(VirtqDesc)), &d, sizeof(d));
   }
   const uint16_t index = next_desc_;
