@@ -2,8 +2,9 @@
 // guest's descriptor table, avail ring and buffers; the real VirtioBlock (synchronous
 // backend, on a memfd) is activated over it, processes every available chain on its I/O
 // thread, and is reset. Checks: no crash / sanitizer report, nothing written past the
-// disk's capacity, every used element names a head < queue size with a sane length, and
-// a read-only disk is never modified.
+// disk's capacity, every used element names a head < queue size with a sane length (unless
+// the guest aimed a device-writable buffer at the used ring itself, which is its own
+// business), and a read-only disk is never modified.
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -69,6 +71,44 @@ struct State {
 State& state() {
   static State* s = new State();  // never destroyed: the fuzzer exits without teardown
   return *s;
+}
+
+bool overlaps(uint64_t addr, uint64_t len, uint64_t start, uint64_t end) {
+  return len != 0 && addr < end && addr + len > start;
+}
+
+virtio::VirtqDesc desc_at(const test::FakeGuestMemory& guest, uint64_t gpa) {
+  virtio::VirtqDesc d;
+  std::memcpy(&d, guest.host(gpa), sizeof(d));
+  return d;
+}
+
+// Whether the device may write through some descriptor into the rings or a descriptor
+// table: through a writable entry of the table, or of an indirect table one of its entries
+// points to, covering part of [0, kPayload) (desc table, avail and used rings) or of an
+// indirect table. If not, nothing the device writes can change what it reads next or what
+// it published, so the used ring holds exactly what the device put there. Conservative:
+// every entry counts, whether or not a chain reaches it.
+bool device_may_write_rings(const test::FakeGuestMemory& guest, uint16_t qsize) {
+  std::vector<virtio::VirtqDesc> writable;
+  std::vector<std::pair<uint64_t, uint64_t>> tables{{0, kPayload}};
+  for (uint64_t i = 0; i < qsize; ++i) {
+    const virtio::VirtqDesc d = desc_at(guest, kDesc + i * sizeof(d));
+    if (d.flags & virtio::kVirtqDescFWrite) writable.push_back(d);
+    if (!(d.flags & virtio::kVirtqDescFIndirect) || d.addr >= kRam) continue;
+    const uint64_t entries = std::min<uint64_t>(d.len, kRam - d.addr) / sizeof(d);
+    tables.emplace_back(d.addr, d.addr + entries * sizeof(d));
+    for (uint64_t j = 0; j < entries; ++j) {
+      const virtio::VirtqDesc e = desc_at(guest, d.addr + j * sizeof(e));
+      if (e.flags & virtio::kVirtqDescFWrite) writable.push_back(e);
+    }
+  }
+  for (const auto& d : writable) {
+    for (const auto& [start, end] : tables) {
+      if (overlaps(d.addr, d.len, start, end)) return true;
+    }
+  }
+  return false;
 }
 
 uint16_t take16(const uint8_t*& data, size_t& size) {
@@ -135,13 +175,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (flags & 32) features |= virtio::feature_bit(devices::kBlkFWriteZeroes);
   disk.dev->set_acked_features(features & disk.dev->device_features());
   if (!s.queue.is_valid(s.guest.mem())) return 0;
+  const bool used_ring_is_ours = !device_may_write_rings(s.guest, qsize);
   std::span<virtio::Queue> queues(&s.queue, 1);
   if (disk.dev->activate(virtio::ActivateContext{s.guest.mem(), queues, s.irq})) std::abort();
   // The I/O thread processes everything available before it waits; reset() joins it.
   disk.dev->reset();
 
-  uint16_t used_idx;
-  std::memcpy(&used_idx, s.guest.host(kUsed + 2), 2);
+  uint16_t used_idx = 0;
+  if (used_ring_is_ours) std::memcpy(&used_idx, s.guest.host(kUsed + 2), 2);
   if (used_idx > qsize) std::abort();  // at most one per head
   for (uint16_t i = 0; i < used_idx; ++i) {
     virtio::VirtqUsedElem e;
