@@ -12,8 +12,11 @@ mode at setup + 0x200, where the image has a 16-bit path that prints one line, w
 startup: per run, the harness records, from just before fork/exec (time.perf_counter):
   first_out_ms  the first byte the guest printed on its UART arrives on the harness's pipe
   exit_ms       the process has exited (waitpid)
-and for minivmm also progress_ms, its own log "boot progress 0x10 at X ms" (measured from
-main()), an upper bound on the time to the guest's first instruction.
+and for minivmm also, from its own log (measured from main()):
+  entry_ms       "vCPU 0 entered the guest at X ms": the first KVM_RUN of the boot vCPU
+  first_exit_ms  "... first exit ... at Y ms": the guest's first exit back to the VMM; the
+                 first guest instruction ran between the two
+  progress_ms    "boot progress 0x10 at X ms", the guest's first port-0x80 write
 With --floor, bench/kvm_floor.c runs too: the fewest KVM calls that run one guest instruction
 (the machine's limit), logging the same line.
 
@@ -74,7 +77,10 @@ def one_startup(cmd):
     out, err = p.communicate(timeout=60)
     t_exit = time.perf_counter()
     m = re.search(rb"boot progress 0x10 at ([0-9.]+) ms", err)
+    e = re.search(rb"entered the guest at ([0-9.]+) ms; first exit .* at ([0-9.]+) ms", err)
     return {
+        "entry_ms": float(e.group(1)) if e else float("nan"),
+        "first_exit_ms": float(e.group(2)) if e else float("nan"),
         "first_out_ms": (t_first - t0) * 1e3 if t_first else float("nan"),
         "exit_ms": (t_exit - t0) * 1e3,
         "progress_ms": float(m.group(1)) if m else float("nan"),

@@ -157,8 +157,21 @@ void Vcpu::set_boot_state(const boot::LinuxBootInfo& boot) {
   fd_.set_regs(regs);
 }
 
-void Vcpu::run() {
+void Vcpu::run(std::chrono::steady_clock::time_point start) {
   try {
+    if (index_ == 0 && !stop_.stopping()) {
+      // The first instruction runs between these two instants: a start-up figure that the
+      // boot-progress port can only bound from above.
+      auto ms = [start] {
+        return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+            .count();
+      };
+      const double entered = ms();
+      const RunResult r = fd_.run();
+      spdlog::info("vCPU 0 entered the guest at {:.3f} ms; first exit (KVM exit reason {}) at {:.3f} ms",
+                   entered, fd_.run_data()->exit_reason, ms());
+      if (r != RunResult::kInterrupted && !handle_exit()) return;
+    }
     while (!stop_.stopping()) {
       if (fd_.run() == RunResult::kInterrupted) continue;
       if (!handle_exit()) break;

@@ -14,6 +14,7 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <vector>
 
@@ -40,8 +41,9 @@ class Vcpu {
   // Long mode and the boot registers from boot/'s setup; the boot vCPU only.
   void set_boot_state(const boot::LinuxBootInfo& boot);
 
-  // Thread body: runs until a stop was requested. Never throws.
-  void run();
+  // Thread body: runs until a stop was requested. Never throws. The boot vCPU logs (info)
+  // when it first entered the guest and when the guest first exited, in ms since `start`.
+  void run(std::chrono::steady_clock::time_point start);
   // Interrupts KVM_RUN; `thread` is the thread executing run().
   void kick(pthread_t thread);
 

@@ -100,7 +100,7 @@ void write_all(int fd, const uint8_t* data, size_t len) {
 
 }  // namespace
 
-Vm::Vm(const VmConfig& config, std::chrono::steady_clock::time_point start) {
+Vm::Vm(const VmConfig& config, std::chrono::steady_clock::time_point start) : start_(start) {
   // Cheap checks of user input first, so that bad files are reported even without KVM.
   read_images(config);
   open_disks(config);
@@ -310,7 +310,7 @@ void Vm::setup_vcpus(const VmConfig& config) {
 int Vm::run(int signal_fd) {
   for (auto& vcpu : vcpus_) {
     Vcpu* v = vcpu.get();
-    threads_.emplace_back([v] { v->run(); });
+    threads_.emplace_back([v, this] { v->run(start_); });
   }
   wait_for_stop(signal_fd);
   stop_vcpus();

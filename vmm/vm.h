@@ -82,6 +82,7 @@ class Vm {
   void teardown_disks();
   int exit_status() const;
 
+  std::chrono::steady_clock::time_point start_;  // process start, for start-up logs
   StopControl stop_;
   std::optional<Kvm> kvm_;
   std::optional<VmFd> vm_;
