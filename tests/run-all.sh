@@ -10,6 +10,9 @@ set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${MINIVMM_BUILD:-$root/build}
 fuzz_seconds=${MINIVMM_FUZZ_SECONDS:-30}
+# A fixed seed keeps CI's fuzz smoke repeatable (a finding reproduces with the same
+# command); set MINIVMM_FUZZ_SEED=0 for a fresh random seed each run.
+fuzz_seed=${MINIVMM_FUZZ_SEED:-1}
 jobs=$(nproc)
 passed=0
 failed=0
@@ -73,13 +76,13 @@ if [[ $status -eq 0 ]]; then
     tee "$build/clang-fuzz/ctest.log"
   record_ctest "CTest (clang, sanitizers)" "$build/clang-fuzz/ctest.log" "${PIPESTATUS[0]}"
 
-  step "fuzz smoke: ${fuzz_seconds}s per target"
+  step "fuzz smoke: ${fuzz_seconds}s per target, seed ${fuzz_seed}"
   for fuzzer in "$build"/clang-fuzz/tests/fuzz/fuzz_*; do
     [[ -x $fuzzer ]] || continue
     name=$(basename "$fuzzer")
     corpus="$build/clang-fuzz/corpus/$name"
     mkdir -p "$corpus"
-    (cd "$build/clang-fuzz" && "$fuzzer" -max_total_time="$fuzz_seconds" -timeout=10 \
+    (cd "$build/clang-fuzz" && "$fuzzer" -max_total_time="$fuzz_seconds" -seed="$fuzz_seed" -timeout=10 \
       -rss_limit_mb=2048 -print_final_stats=1 "$corpus" >"$corpus.log" 2>&1)
     status=$?
     grep -E '^(Done|stat::number_of_executed_units)' "$corpus.log" | sed "s/^/$name: /"
