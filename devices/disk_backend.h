@@ -33,7 +33,12 @@ struct DiskOp {
   void* owner = nullptr;  // the caller's, untouched
   // Backend bookkeeping.
   uint64_t done = 0;
+  bool buffered = false;  // O_DIRECT refused the op (EINVAL): retried on the buffered fd
 };
+
+// Logs, once per call site and backend, that O_DIRECT refused a request which is then
+// retried through the page cache.
+void warn_direct_fallback(const std::string& path, bool& warned);
 
 class DiskBackend {
  public:

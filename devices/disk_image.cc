@@ -68,9 +68,22 @@ DiskImage::DiskImage(const std::string& path, bool read_only, bool direct)
                  path, size, size % 512);
   }
   capacity_sectors_ = size / 512;
+  if (direct) {
+    // A new open file description of the same file (also for a path that was replaced
+    // since): through /proc, with the same access mode, without O_DIRECT.
+    const std::string self = "/proc/self/fd/" + std::to_string(fd_);
+    buffered_fd_ = ::open(self.c_str(), flags & ~O_DIRECT);
+    if (buffered_fd_ < 0) {
+      const int err = errno;
+      ::close(fd_);
+      throw DiskImageError("cannot reopen disk image " + path + " without O_DIRECT: " +
+                           errno_text(err));
+    }
+  }
 }
 
 DiskImage::~DiskImage() {
+  if (buffered_fd_ >= 0) ::close(buffered_fd_);
   if (fd_ >= 0) ::close(fd_);  // closing the last fd of the description drops the lock
 }
 

@@ -1,7 +1,8 @@
 // DiskImage: an open disk image file (or block device) with its advisory lock.
 //
 // Opened O_RDONLY for read-only disks (so the VMM cannot write them even by mistake),
-// O_RDWR otherwise, optionally O_DIRECT. An flock() lock — exclusive for writable images,
+// O_RDWR otherwise, optionally O_DIRECT (then with a second, buffered descriptor for
+// requests whose buffers O_DIRECT refuses). An flock() lock — exclusive for writable images,
 // shared for read-only ones — keeps two VMMs from writing the same image; flock locks
 // belong to the open file description, so they also conflict within one process.
 // The size is rounded down to whole 512-byte sectors (with a warning).
@@ -30,6 +31,12 @@ class DiskImage {
   DiskImage& operator=(const DiskImage&) = delete;
 
   int fd() const { return fd_; }
+  // The same file without O_DIRECT: fd() itself unless the image is direct. O_DIRECT
+  // wants buffers, lengths and offsets aligned to the host's logical block size; a guest
+  // may legally send less aligned ones (virtio-blk promises 512 bytes at most), which then
+  // go through the page cache. Linux keeps the two coherent: direct I/O writes back and
+  // invalidates cached pages of the range first.
+  int buffered_fd() const { return buffered_fd_ >= 0 ? buffered_fd_ : fd_; }
   const std::string& path() const { return path_; }
   bool read_only() const { return read_only_; }
   bool direct() const { return direct_; }
@@ -39,6 +46,7 @@ class DiskImage {
  private:
   std::string path_;
   int fd_ = -1;
+  int buffered_fd_ = -1;  // only for direct images
   bool read_only_;
   bool direct_;
   uint64_t capacity_sectors_ = 0;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,6 +27,15 @@ uint32_t advance_iovecs(iovec* iov, uint32_t count, uint64_t n) {
   }
   while (i < count && iov[i].iov_len == 0) ++i;
   return i;
+}
+
+void warn_direct_fallback(const std::string& path, bool& warned) {
+  if (warned) return;
+  warned = true;
+  spdlog::warn(
+      "disk {}: O_DIRECT refused a request (buffer or offset not aligned to the host's block "
+      "size); such requests go through the page cache",
+      path);
 }
 
 namespace {
@@ -83,10 +93,16 @@ int64_t SyncBackend::execute(DiskOp& op) {
       while (op.done < op.length) {
         const int cnt = static_cast<int>(op.iov_count - first);
         const off_t off = static_cast<off_t>(op.offset + op.done);
-        const ssize_t r = is_read ? ::preadv(fd_, op.iov + first, cnt, off)
-                                  : ::pwritev(fd_, op.iov + first, cnt, off);
+        const int fd = op.buffered ? buffered_fd_ : fd_;
+        const ssize_t r = is_read ? ::preadv(fd, op.iov + first, cnt, off)
+                                  : ::pwritev(fd, op.iov + first, cnt, off);
         if (r < 0) {
           if (errno == EINTR) continue;
+          if (errno == EINVAL && !op.buffered && buffered_fd_ != fd_) {
+            warn_direct_fallback(path_, warned_direct_);
+            op.buffered = true;
+            continue;
+          }
           return -errno;
         }
         if (r == 0) return -EIO;  // end of file inside the capacity: the image shrank

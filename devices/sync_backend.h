@@ -13,11 +13,13 @@ namespace minivmm::devices {
 
 class SyncBackend final : public DiskBackend {
  public:
-  explicit SyncBackend(const DiskImage& image) : fd_(image.fd()) {}
+  explicit SyncBackend(const DiskImage& image)
+      : fd_(image.fd()), buffered_fd_(image.buffered_fd()), path_(image.path()) {}
 
   bool has_capacity() const override { return true; }
   void enqueue(DiskOp& op) override {
     op.done = 0;
+    op.buffered = false;
     queued_.push_back(&op);
   }
   void submit() override;
@@ -34,6 +36,9 @@ class SyncBackend final : public DiskBackend {
   int64_t execute(DiskOp& op);
 
   int fd_;
+  int buffered_fd_;  // == fd_ unless the image is O_DIRECT
+  std::string path_;
+  bool warned_direct_ = false;
   std::vector<DiskOp*> queued_;
   std::vector<std::pair<DiskOp*, int64_t>> done_;
   std::vector<std::pair<DiskOp*, int64_t>> reaping_;

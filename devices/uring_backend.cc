@@ -13,7 +13,7 @@ namespace minivmm::devices {
 std::unique_ptr<UringBackend> UringBackend::create(const DiskImage& image, uint32_t depth,
                                                    std::string& error) {
   depth = std::max<uint32_t>(depth, 1);
-  std::unique_ptr<UringBackend> b(new UringBackend(image.fd(), depth));
+  std::unique_ptr<UringBackend> b(new UringBackend(image, depth));
   // One SQE per op in flight (resubmissions reuse their op's slot); the CQ is twice as big,
   // so it cannot overflow while we reap.
   const unsigned entries = std::min<uint32_t>(std::bit_ceil(depth), 4096);
@@ -79,10 +79,11 @@ void UringBackend::prep(DiskOp& op) {
       const uint32_t first = advance_iovecs(op.iov, op.iov_count, 0);
       const unsigned cnt = op.iov_count - first;
       const uint64_t off = op.offset + op.done;
+      const int fd = op.buffered ? buffered_fd_ : fd_;
       if (op.kind == DiskOp::Kind::kRead) {
-        io_uring_prep_readv(sqe, fd_, op.iov + first, cnt, off);
+        io_uring_prep_readv(sqe, fd, op.iov + first, cnt, off);
       } else {
-        io_uring_prep_writev(sqe, fd_, op.iov + first, cnt, off);
+        io_uring_prep_writev(sqe, fd, op.iov + first, cnt, off);
       }
       break;
     }
@@ -107,6 +108,7 @@ void UringBackend::prep(DiskOp& op) {
 
 void UringBackend::enqueue(DiskOp& op) {
   op.done = 0;
+  op.buffered = false;
   ++in_flight_;
   prep(op);
 }
@@ -126,6 +128,12 @@ bool UringBackend::complete_one(DiskOp& op, int64_t& result) {
     case DiskOp::Kind::kRead:
     case DiskOp::Kind::kWrite:
       if (result == -EAGAIN || result == -EINTR) {
+        prep(op);
+        return false;
+      }
+      if (result == -EINVAL && !op.buffered && buffered_fd_ != fd_) {
+        warn_direct_fallback(path_, warned_direct_);
+        op.buffered = true;
         prep(op);
         return false;
       }

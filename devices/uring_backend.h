@@ -38,13 +38,17 @@ class UringBackend final : public DiskBackend {
   const char* name() const override { return "io_uring"; }
 
  private:
-  UringBackend(int fd, uint32_t depth) : fd_(fd), depth_(depth) {}
+  UringBackend(const DiskImage& image, uint32_t depth)
+      : fd_(image.fd()), buffered_fd_(image.buffered_fd()), path_(image.path()), depth_(depth) {}
   io_uring_sqe* get_sqe();
   void prep(DiskOp& op);
   // Handles one CQE: true when `op` is finished with `result`.
   bool complete_one(DiskOp& op, int64_t& result);
 
   int fd_;
+  int buffered_fd_;  // == fd_ unless the image is O_DIRECT
+  std::string path_;
+  bool warned_direct_ = false;
   uint32_t depth_;
   io_uring ring_{};
   bool ring_ok_ = false;
