@@ -36,7 +36,7 @@ struct DiskOp {
   bool buffered = false;  // O_DIRECT refused the op (EINVAL): retried on the buffered fd
 };
 
-// Logs, once per call site and backend, that O_DIRECT refused a request which is then
+// Logs, once per backend (`warned`), that O_DIRECT refused a request which is then
 // retried through the page cache.
 void warn_direct_fallback(const std::string& path, bool& warned);
 
