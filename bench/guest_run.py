@@ -4,10 +4,17 @@
 Runs where /dev/kvm can boot Linux (directly, or inside the nested KVM host: see
 bench/linux-guest.sh, which prepares the inputs and calls this). Both VMMs get the same
 kernel, initramfs, disk image and kernel command line (except reboot=k / reboot=t: microvm
-has no i8042), 2 vCPUs, 512 MiB.
+has no i8042), vCPUs (--cpus, default 2) and 512 MiB.
 
   guest_run.py boot  --minivmm BIN --kernel K --initrd I --disk D [--runs N] --out F.tsv
+                     [--kernel-name NAME] [--no-acpi] [--cpus N] [--append]
   guest_run.py blk   --minivmm BIN --kernel K --initrd I --scratch S [--runs N] --out F.tsv
+
+--kernel-name labels the rows (TSV column "kernel", default cloud). --no-acpi is for a
+kernel that finds its devices on the command line (the minimal kernel): minivmm gets
+--no-acpi --virtio-cmdline, microvm acpi=off (it appends virtio_mmio.device= itself), and
+both end through a reboot (minivmm.exit=reboot: without ACPI there is no power-off).
+--append adds rows to an existing TSV instead of replacing it.
 
 boot: scenario smoke; per run: init_s (guest uptime at /init, MINIVMM-RESULT init=start),
   done_s (scenario finished, guest uptime) and wall_s (exec to exit).
@@ -35,20 +42,28 @@ DD_CMDS = [
 MIB = {"write_1m": 32, "read_1m": 32, "read_4k": 2}
 
 
+def guest_append(a, scenario):
+    extra = " minivmm.exit=reboot" if a.no_acpi else ""
+    return f"{BASE_APPEND} minivmm.scenario={scenario}{extra}"
+
+
 def minivmm_cmd(a, disks, scenario):
     cmd = [a.minivmm, "--kernel", a.kernel, "--initrd", a.initrd, "--memory", "512M",
-           "--cpus", "2", "--serial", "stdio", "--log-level", "info",
-           "--cmdline", f"{BASE_APPEND} reboot=k minivmm.scenario={scenario}"]
+           "--cpus", str(a.cpus), "--serial", "stdio", "--log-level", "info",
+           "--cmdline", f"{guest_append(a, scenario)} reboot=k"]
+    if a.no_acpi:
+        cmd += ["--no-acpi", "--virtio-cmdline"]
     for path, serial in disks:
         cmd += ["--disk", f"path={path},serial={serial},direct=on,engine=io_uring"]
     return cmd
 
 
 def qemu_cmd(a, disks, scenario):
-    cmd = ["qemu-system-x86_64", "-M", "microvm,acpi=on,rtc=off", "-accel", "kvm",
-           "-cpu", "host", "-m", "512M", "-smp", "2",
+    acpi = "off" if a.no_acpi else "on"
+    cmd = ["qemu-system-x86_64", "-M", f"microvm,acpi={acpi},rtc=off", "-accel", "kvm",
+           "-cpu", "host", "-m", "512M", "-smp", str(a.cpus),
            "-kernel", a.kernel, "-initrd", a.initrd,
-           "-append", f"{BASE_APPEND} reboot=t minivmm.scenario={scenario}",
+           "-append", f"{guest_append(a, scenario)} reboot=t",
            "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
            "-no-reboot"]
     for i, (path, serial) in enumerate(disks):
@@ -103,6 +118,10 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", required=True)
     ap.add_argument("--log")
+    ap.add_argument("--kernel-name", default="cloud")
+    ap.add_argument("--no-acpi", action="store_true")
+    ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--append", action="store_true")
     a = ap.parse_args()
     vmms = {"minivmm": minivmm_cmd, "qemu-microvm": qemu_cmd}
     rows = []
@@ -116,7 +135,8 @@ def main():
                 row = {"init_s": fnum(r"MINIVMM-RESULT init=start uptime=([0-9.]+)", out),
                        "done_s": fnum(r"MINIVMM-RESULT scenario=\S+ status=\S+ rc=\d+ uptime=([0-9.]+)", out),
                        "wall_s": wall,
-                       "pass": int("status=pass" in out)}
+                       "pass": int("status=pass" in out),
+                       "nproc": int(m.group(1)) if (m := re.search(r"MINIVMM-RESULT nproc=(\d+)", out)) else 0}
             else:
                 cmd = vmms[name](a, [(a.disk, "minidisk"), (a.scratch, "scratch")], "shell")
                 cmds = []
@@ -132,15 +152,17 @@ def main():
                     dt = float(m.group(2)) - float(m.group(1)) if m else 0.0
                     row[key + "_mbps"] = mib * 1.048576 / dt if dt > 0 else float("nan")
                 row["wall_s"] = wall
-            row.update({"vmm": name, "run": i, "rc": rc})
+            row.update({"vmm": name, "kernel": a.kernel_name, "run": i, "rc": rc})
             rows.append(row)
             print(name, i, row, file=sys.stderr, flush=True)
             if logf:
-                logf.write(f"==== {name} run {i}: {' '.join(cmd)}\n{out}\n")
+                logf.write(f"==== {name} {a.kernel_name} run {i}: {' '.join(cmd)}\n{out}\n")
                 logf.flush()
-    keys = ["vmm", "run"] + [k for k in rows[0] if k not in ("vmm", "run")]
-    with open(a.out, "w") as f:
-        f.write("\t".join(keys) + "\n")
+    keys = ["vmm", "kernel", "run"] + [k for k in rows[0] if k not in ("vmm", "kernel", "run")]
+    header = not (a.append and os.path.exists(a.out) and os.path.getsize(a.out) > 0)
+    with open(a.out, "a" if a.append else "w") as f:
+        if header:
+            f.write("\t".join(keys) + "\n")
         for r in rows:
             f.write("\t".join(f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k])
                               for k in keys) + "\n")

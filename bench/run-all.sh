@@ -9,6 +9,7 @@
 #   MEMORY_RUNS=5           memory samples per VMM
 #   LINUX_BOOT_RUNS=3       Linux boots per VMM (nested KVM here: ~15 s each)
 #   LINUX_BLK_RUNS=2        in-guest dd runs per VMM (0 skips; ~1 min each when nested)
+#   LINUX_KERNELS="cloud minimal"  kernels the Linux boots use (bench/linux-guest.sh)
 #   BLK_BENCH_ARGS="--seconds 3 --reps 3 --size-gib 1"   bench_blk's arguments
 #   SKIP="linux blk"        parts to skip: startup memory linux blk queue
 # Raw results and logs: $BUILD/bench/results/.

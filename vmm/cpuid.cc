@@ -12,6 +12,7 @@ constexpr uint32_t kLeafTopologyV2 = 0x1f;
 constexpr uint32_t kLeafAddressSizes = 0x80000008;
 
 constexpr uint32_t kEcxHypervisor = 1U << 31;
+constexpr uint32_t kEcxTscDeadline = 1U << 24;
 constexpr uint32_t kEdxHtt = 1U << 28;
 
 // x2APIC level types (SDM CPUID.0BH:ECX[15:8]).
@@ -42,14 +43,15 @@ void set_topology(kvm_cpuid_entry2& e, uint32_t apic_id, uint32_t cpu_count) {
 
 }  // namespace
 
-void normalize_cpuid(std::vector<kvm_cpuid_entry2>& entries, uint32_t cpu_index,
-                     uint32_t cpu_count) {
+void normalize_cpuid(std::vector<kvm_cpuid_entry2>& entries, uint32_t cpu_index, uint32_t cpu_count,
+                     const CpuidHostCaps& caps) {
   const uint32_t apic_id = cpu_index;
   for (kvm_cpuid_entry2& e : entries) {
     switch (e.function) {
       case kLeafFeatures:
         e.ebx = (e.ebx & 0x0000ffff) | (apic_id << 24) | ((cpu_count & 0xff) << 16);
         e.ecx |= kEcxHypervisor;
+        if (caps.tsc_deadline_timer) e.ecx |= kEcxTscDeadline;
         if (cpu_count > 1) {
           e.edx |= kEdxHtt;
         } else {

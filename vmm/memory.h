@@ -17,6 +17,9 @@ namespace minivmm::vmm {
 
 class GuestRam {
  public:
+  // Every region's host mapping starts on this boundary (see the constructor).
+  static constexpr uint64_t kHugePageSize = uint64_t{2} << 20;
+
   // Maps `size` bytes (a multiple of 4 KiB). Throws KvmError with a one-line message when the
   // host cannot provide that much memory.
   explicit GuestRam(uint64_t size);

@@ -297,10 +297,12 @@ void Vm::setup_disk_transports() {
 void Vm::setup_vcpus(const VmConfig& config) {
   install_vcpu_kick_handler();
   const std::vector<kvm_cpuid_entry2> supported = kvm_->supported_cpuid();
+  CpuidHostCaps caps;
+  caps.tsc_deadline_timer = kvm_->check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
   for (uint32_t i = 0; i < config.cpus; ++i) {
     auto vcpu = std::make_unique<Vcpu>(*vm_, i, pio_bus_, mmio_bus_, stop_);
     std::vector<kvm_cpuid_entry2> cpuid = supported;
-    normalize_cpuid(cpuid, i, config.cpus);
+    normalize_cpuid(cpuid, i, config.cpus, caps);
     vcpu->configure(cpuid);
     if (i == 0) vcpu->set_boot_state(boot_info_);
     vcpus_.push_back(std::move(vcpu));

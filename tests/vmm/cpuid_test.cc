@@ -42,6 +42,18 @@ TEST_CASE("leaf 1 carries the APIC id, the CPU count and the hypervisor bit") {
   CHECK((v[0].edx & (1U << 28)) == 0);
 }
 
+TEST_CASE("leaf 1 offers the TSC-deadline timer only when the host KVM emulates it") {
+  std::vector<kvm_cpuid_entry2> v = {leaf(1)};
+  normalize_cpuid(v, 0, 2);
+  CHECK((v[0].ecx & (1U << 24)) == 0);
+
+  minivmm::vmm::CpuidHostCaps caps;
+  caps.tsc_deadline_timer = true;
+  normalize_cpuid(v, 0, 2, caps);
+  CHECK((v[0].ecx & (1U << 24)) != 0);
+  CHECK((v[0].ecx & (1U << 31)) != 0);
+}
+
 TEST_CASE("leaf 0xB describes N cores with one thread each") {
   std::vector<kvm_cpuid_entry2> v = {leaf(0xb, 0), leaf(0xb, 1), leaf(0xb, 2)};
   normalize_cpuid(v, 2, 3);
