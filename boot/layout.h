@@ -12,6 +12,9 @@
 //   0x000e_0000  ACPI: RSDP, then XSDT, FADT, MADT, DSDT (inside the reserved BIOS area,
 //                where ACPI 6.4 §5.2.5.1 says to search for the RSDP; we also pass its address
 //                in boot_params.acpi_rsdp_addr)
+//   0x000f_0000  MP floating pointer and MP configuration table (MultiProcessor Spec 1.4
+//                §4: the BIOS ROM area is one of the places searched), for guests without
+//                ACPI
 //   0x0010_0000  protected-mode kernel (bzImage), 64-bit entry at +0x200
 //   ...          initrd at the top of low RAM
 //   0xc000_0000  32-bit MMIO gap [3 GiB, 4 GiB): no RAM here
@@ -55,7 +58,9 @@ inline constexpr uint64_t kCmdlineMaxSize = 0x10000;  // bytes including the ter
 // ---- Low memory: firmware area ---------------------------------------------------------------
 inline constexpr uint64_t kEbdaStart = 0x9fc00;  // e820: [0, kEbdaStart) is RAM
 inline constexpr uint64_t kAcpiAreaStart = 0xe0000;
-inline constexpr uint64_t kAcpiAreaEnd = 0x100000;
+inline constexpr uint64_t kAcpiAreaEnd = 0xf0000;
+inline constexpr uint64_t kMpTableAddr = kAcpiAreaEnd;
+inline constexpr uint64_t kMpTableAreaEnd = 0x100000;
 inline constexpr uint64_t kRsdpAddr = kAcpiAreaStart;
 
 // ---- Kernel ------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "boot/layout.h"
+#include "boot/mptable.h"
 #include "boot/zero_page.h"
 
 namespace minivmm::boot {
@@ -22,6 +23,7 @@ Result<LinuxBootInfo> setup_linux_boot(std::span<uint8_t> low_ram, const LinuxBo
   if (auto ok = load_initrd(low_ram, config.initrd, *initrd_addr); !ok) return Error{ok.error()};
 
   LinuxBootInfo info;
+  if (auto ok = write_mptable(low_ram, config.num_cpus); !ok) return Error{ok.error()};
   if (config.acpi) {
     auto rsdp = write_acpi_tables(low_ram, config.acpi_config);
     if (!rsdp) return Error{rsdp.error()};

@@ -19,7 +19,8 @@ struct LinuxBootConfig {
   std::span<const uint8_t> kernel;  // bzImage file contents
   std::span<const uint8_t> initrd;  // empty: no initrd
   std::string_view cmdline;
-  bool acpi = true;  // false: no tables, acpi_rsdp_addr = 0
+  uint32_t num_cpus = 1;  // for the MP table (boot/mptable.h), written with or without ACPI
+  bool acpi = true;       // false: no tables, acpi_rsdp_addr = 0
   AcpiConfig acpi_config;
 };
 

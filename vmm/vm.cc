@@ -218,6 +218,7 @@ void Vm::setup_memory_and_boot(const VmConfig& config) {
   boot_config.kernel = kernel_image_;
   boot_config.initrd = initrd_image_;
   boot_config.cmdline = cmdline;
+  boot_config.num_cpus = config.cpus;
   boot_config.acpi = config.acpi;
   boot_config.acpi_config.num_cpus = config.cpus;
   boot_config.acpi_config.devices = slots;

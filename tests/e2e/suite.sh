@@ -252,10 +252,13 @@ if selected minimal; then
   else
     begin minimal-kernel-no-acpi
     new_disk "$run/minimal.img"
-    # No ACPI means no ACPI power-off: end through the i8042 reset instead.
-    boot minimal --kernel "$mkernel" --initrd "$minitrd" --cpus 1 --memory 256M --no-acpi --virtio-cmdline \
+    # No ACPI means no ACPI power-off: end through the i8042 reset instead. Two vCPUs: the
+    # guest learns about the second one from the MP table.
+    boot minimal --kernel "$mkernel" --initrd "$minitrd" --cpus 2 --memory 256M --no-acpi --virtio-cmdline \
       --disk "path=$run/minimal.img,serial=e2e-minimal" --cmdline "$(cmdline info,fsverify:vda minivmm.exit=reboot)"
     expect_status 0
+    expect_res nproc 2
+    expect_res cpus_online 0-1
     expect_res disks vda
     expect_res vda.serial e2e-minimal
     expect_res acpi_virtio_mmio 0  # found through virtio_mmio.device=, not ACPI
