@@ -51,10 +51,9 @@ if [[ $kernels == *" cloud "* ]]; then
   inner+=" && $boot --kernel-name cloud --kernel $kernel --initrd $initrd"
 fi
 if [[ -n $mkernel ]]; then
-  # One vCPU for both: without ACPI there is no MADT, and minivmm writes no MP table, so a
-  # second vCPU would be seen by QEMU's guest only (the TSV's nproc column shows what each
-  # guest saw).
-  inner+=" && $boot --kernel-name minimal --no-acpi --cpus 1 --kernel $mkernel --initrd $minitrd"
+  # Without ACPI both guests find their two vCPUs in the MP table (the TSV's nproc column
+  # shows what each guest saw).
+  inner+=" && $boot --kernel-name minimal --no-acpi --kernel $mkernel --initrd $minitrd"
 fi
 if [[ $blk_runs -gt 0 ]]; then
   inner+=" && $py $here/guest_run.py blk --minivmm $minivmm --kernel $kernel --initrd $initrd"

@@ -229,7 +229,7 @@ lenv = read_text("linux-guest.env")
 if lenv:
     md.append("".join(f"`{l}`  \n" for l in lenv.splitlines()) + "\n")
 KERNELS = [("cloud", "Debian cloud kernel (ACPI, 2 vCPUs)"),
-           ("minimal", "minimal kernel (no ACPI, 1 vCPU)")]
+           ("minimal", "minimal kernel (no ACPI)")]
 if rows:
     for r in rows:
         r.setdefault("kernel", "cloud")  # TSVs from before the kernel column
@@ -276,8 +276,7 @@ loaded by /init), devices found through ACPI; QEMU `-M microvm,acpi=on,rtc=off -
 -smp 2`. Minimal kernel: `images/build-minimal-kernel.sh` (everything built in) with
 `images/build-initramfs.sh --modules ""`, no ACPI: minivmm `--no-acpi --virtio-cmdline`, QEMU
 `-M microvm,acpi=off,rtc=off` (which appends `virtio_mmio.device=` itself), both with
-`minivmm.exit=reboot`; one vCPU, because without ACPI minivmm writes no MP table and its guest
-would see one CPU where QEMU's sees two. Here /dev/kvm is PVM, so both run inside the nested
+`minivmm.exit=reboot`; both find their vCPUs in the MP table. Here /dev/kvm is PVM, so both run inside the nested
 KVM host (`images/with-kvm.sh`: Debian's kernel under QEMU TCG with emulated SVM): absolute
 times are ~10× those on hardware, a nested page fault or VM exit is very expensive, and the
 spread is wide; the ratio is the figure to read.
@@ -335,14 +334,12 @@ md[3:3] = sm
 md.append("""
 ## Not measured / caveats
 
-- The minimal kernel boots with one vCPU only (section 3): without ACPI minivmm gives the guest
-  no MP table, so a second vCPU would not be found.
 - `fio` is not in the guest initramfs: section 5 uses busybox `dd` timed by `/proc/uptime`,
   single job, QD1 — a datapath comparison, not the disk's limit (that is section 4).
 - Linux figures come from the nested KVM host (TCG-emulated SVM): absolute values are far
   from hardware KVM; a few boots per VMM on a shared, loaded machine give a wide spread.
-- minivmm has no log line for "first guest instruction": the first port-0x80 write (after
-  ~70 UART exits) is used as its upper bound; the floor's first exit is the lower bound here.
+- "First guest instruction" is bracketed by minivmm's log: the boot vCPU's first `KVM_RUN`
+  and the guest's first exit (its first UART byte); the instruction runs in between.
 """)
 
 with open(os.path.join(bench, "RESULTS.md"), "w") as f:
