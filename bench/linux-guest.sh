@@ -52,7 +52,7 @@ if [[ $kernels == *" cloud "* ]]; then
 fi
 if [[ -n $mkernel ]]; then
   # One vCPU: both guests would find two in the MP table, but with two this kernel without
-  # ACPI triple-faults in about 1 boot in 30 under minivmm in the nested host (README,
+  # ACPI triple-faults in about 1 boot in 25 under minivmm in the nested host (README,
   # "Known issues"); the TSV's nproc column shows what each guest saw.
   inner+=" && $boot --kernel-name minimal --no-acpi --cpus 1 --kernel $mkernel --initrd $minitrd"
 fi

@@ -276,7 +276,7 @@ loaded by /init), devices found through ACPI; QEMU `-M microvm,acpi=on,rtc=off -
 -smp 2`. Minimal kernel: `images/build-minimal-kernel.sh` (everything built in) with
 `images/build-initramfs.sh --modules ""`, no ACPI: minivmm `--no-acpi --virtio-cmdline`, QEMU
 `-M microvm,acpi=off,rtc=off` (which appends `virtio_mmio.device=` itself), both with
-`minivmm.exit=reboot`; one vCPU (with two, this guest triple-faults in about 1 boot in 30 under
+`minivmm.exit=reboot`; one vCPU (with two, this guest triple-faults in about 1 boot in 25 under
 minivmm in the nested host: README, "Known issues"). Here /dev/kvm is PVM, so both run inside the nested
 KVM host (`images/with-kvm.sh`: Debian's kernel under QEMU TCG with emulated SVM): absolute
 times are ~10× those on hardware, a nested page fault or VM exit is very expensive, and the

@@ -252,7 +252,7 @@ if selected minimal; then
     begin minimal-kernel-no-acpi
     new_disk "$run/minimal.img"
     # No ACPI means no ACPI power-off: end through the i8042 reset instead. The guest takes
-    # its CPU and IOAPIC from the MP table. One vCPU: with two, about 1 boot in 30 of this
+    # its CPU and IOAPIC from the MP table. One vCPU: with two, about 1 boot in 25 of this
     # kernel without ACPI ends in a guest triple fault in the nested KVM host (see
     # README, "Known issues"), which would make the suite flaky.
     boot minimal --kernel "$mkernel" --initrd "$minitrd" --cpus 1 --memory 256M --no-acpi --virtio-cmdline \
