@@ -3,9 +3,9 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
-#include <type_traits>
 
 #include "boot/dsdt.h"
+#include "boot/firmware_table.h"
 
 namespace minivmm::boot {
 namespace {
@@ -28,16 +28,6 @@ constexpr size_t kRsdpV1Length = 20;  // §5.2.5.3: checksum covers the ACPI 1.0
 
 GenericAddress io_register(uint16_t port) {
   return {kAddressSpaceSystemIo, 8, 0, kAccessSizeByte, port};
-}
-
-// resize + memcpy rather than vector::insert: g++ 12 at -O3 reports false array-bounds
-// and stringop-overflow warnings for the inlined insert.
-template <typename T>
-void append_struct(std::vector<uint8_t>& out, const T& value) {
-  static_assert(std::is_trivially_copyable_v<T>);
-  const size_t old = out.size();
-  out.resize(old + sizeof value);
-  std::memcpy(out.data() + old, &value, sizeof value);
 }
 
 std::string hex(uint64_t value) {
@@ -74,12 +64,6 @@ Result<void> check_config(const AcpiConfig& config) {
 
 }  // namespace
 
-uint8_t acpi_checksum(std::span<const uint8_t> bytes) {
-  uint8_t sum = 0;
-  for (uint8_t b : bytes) sum = static_cast<uint8_t>(sum + b);
-  return static_cast<uint8_t>(0x100 - sum);
-}
-
 void finish_sdt(std::vector<uint8_t>& table, const char (&signature)[5], uint8_t revision) {
   SdtHeader header;
   std::memcpy(header.signature, signature, 4);
@@ -92,7 +76,7 @@ void finish_sdt(std::vector<uint8_t>& table, const char (&signature)[5], uint8_t
   std::memcpy(header.creator_id, "MVMM", 4);
   header.creator_revision = 1;
   std::memcpy(table.data(), &header, sizeof header);
-  table[offsetof(SdtHeader, checksum)] = acpi_checksum(table);
+  table[offsetof(SdtHeader, checksum)] = zero_sum_checksum(table);
 }
 
 std::vector<uint8_t> build_fadt(uint64_t dsdt_addr) {
@@ -162,8 +146,8 @@ std::vector<uint8_t> build_rsdp(uint64_t xsdt_addr) {
   rsdp.xsdt_address = xsdt_addr;  // no RSDT: ACPI 2.0+ OSes use the XSDT
   std::vector<uint8_t> out;
   append_struct(out, rsdp);
-  out[offsetof(Rsdp, checksum)] = acpi_checksum(std::span(out).first(kRsdpV1Length));
-  out[offsetof(Rsdp, extended_checksum)] = acpi_checksum(out);
+  out[offsetof(Rsdp, checksum)] = zero_sum_checksum(std::span(out).first(kRsdpV1Length));
+  out[offsetof(Rsdp, extended_checksum)] = zero_sum_checksum(out);
   return out;
 }
 

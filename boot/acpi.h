@@ -170,9 +170,6 @@ struct AcpiTables {
   std::vector<uint8_t> rsdp, xsdt, fadt, madt, dsdt;
 };
 
-// The checksum byte value that makes `bytes` (with that byte 0) sum to zero mod 256.
-uint8_t acpi_checksum(std::span<const uint8_t> bytes);
-
 // Fills the SDT header at the start of `table` (signature, length = table.size(), revision,
 // minivmm OEM fields) and then its checksum.
 void finish_sdt(std::vector<uint8_t>& table, const char (&signature)[5], uint8_t revision);

@@ -3,6 +3,8 @@
 #include <cstring>
 #include <string>
 
+#include "boot/firmware_table.h"
+
 namespace minivmm::boot {
 
 namespace {
@@ -24,18 +26,6 @@ constexpr uint8_t kIntNmi = 1;
 constexpr uint8_t kIntExtInt = 3;
 constexpr uint8_t kIsaBus = 0;
 constexpr uint8_t kAllLocalApics = 0xff;
-
-template <typename T>
-void append(std::vector<uint8_t>& out, const T& value) {
-  const auto* p = reinterpret_cast<const uint8_t*>(&value);
-  out.insert(out.end(), p, p + sizeof(T));
-}
-
-uint8_t checksum_of(std::span<const uint8_t> bytes) {
-  uint8_t sum = 0;
-  for (uint8_t b : bytes) sum = static_cast<uint8_t>(sum + b);
-  return static_cast<uint8_t>(-sum);
-}
 
 }  // namespace
 
@@ -59,20 +49,23 @@ Result<std::vector<uint8_t>> build_mptable(uint32_t num_cpus, uint64_t addr) {
     p.flags = static_cast<uint8_t>(kCpuEnabled | (cpu == 0 ? kCpuBootstrap : 0));
     p.signature = kCpuSignature;
     p.features = kCpuFeatures;
-    append(config, p);
+    append_struct(config, p);
   }
   MpBus bus{kEntryBus, kIsaBus, {'I', 'S', 'A', ' ', ' ', ' '}};
-  append(config, bus);
+  append_struct(config, bus);
   ++entries;
-  append(config, MpIoApic{kEntryIoApic, ioapic_id, kIoApicVersion, 1,
-                          static_cast<uint32_t>(kIoapicAddr)});
+  append_struct(config, MpIoApic{kEntryIoApic, ioapic_id, kIoApicVersion, 1,
+                                 static_cast<uint32_t>(kIoapicAddr)});
   ++entries;
   for (uint32_t pin = 0; pin < kIoapicPins; ++pin, ++entries) {
-    append(config, MpInterrupt{kEntryIoInterrupt, kIntInt, 0, kIsaBus, static_cast<uint8_t>(pin),
-                               ioapic_id, static_cast<uint8_t>(pin)});
+    append_struct(config,
+                  MpInterrupt{kEntryIoInterrupt, kIntInt, 0, kIsaBus, static_cast<uint8_t>(pin),
+                              ioapic_id, static_cast<uint8_t>(pin)});
   }
-  append(config, MpInterrupt{kEntryLocalInterrupt, kIntExtInt, 0, kIsaBus, 0, kAllLocalApics, 0});
-  append(config, MpInterrupt{kEntryLocalInterrupt, kIntNmi, 0, kIsaBus, 0, kAllLocalApics, 1});
+  append_struct(config,
+                MpInterrupt{kEntryLocalInterrupt, kIntExtInt, 0, kIsaBus, 0, kAllLocalApics, 0});
+  append_struct(config,
+                MpInterrupt{kEntryLocalInterrupt, kIntNmi, 0, kIsaBus, 0, kAllLocalApics, 1});
   entries += 2;
 
   MpConfigHeader h{};
@@ -84,7 +77,7 @@ Result<std::vector<uint8_t>> build_mptable(uint32_t num_cpus, uint64_t addr) {
   h.entry_count = entries;
   h.local_apic_addr = static_cast<uint32_t>(kLapicAddr);
   std::memcpy(config.data(), &h, sizeof(h));
-  config[offsetof(MpConfigHeader, checksum)] = checksum_of(config);
+  config[offsetof(MpConfigHeader, checksum)] = zero_sum_checksum(config);
 
   MpFloatingPointer fp{};
   std::memcpy(fp.signature, "_MP_", 4);
@@ -92,9 +85,9 @@ Result<std::vector<uint8_t>> build_mptable(uint32_t num_cpus, uint64_t addr) {
   fp.length = 1;
   fp.spec_rev = kSpecRev;
   std::vector<uint8_t> out;
-  append(out, fp);
+  append_struct(out, fp);
   out[offsetof(MpFloatingPointer, checksum)] =
-      checksum_of(std::span<const uint8_t>(out.data(), sizeof(fp)));
+      zero_sum_checksum(std::span<const uint8_t>(out.data(), sizeof(fp)));
   out.insert(out.end(), config.begin(), config.end());
   return out;
 }

@@ -92,7 +92,8 @@ Parsed parse(const std::vector<uint8_t>& ram, uint64_t scan_start, uint64_t scan
 
 }  // namespace
 
-TEST_CASE("MP table: CPUs, ISA bus, IOAPIC and every pin, as Linux parses them", "[boot][mptable]") {
+TEST_CASE("MP table: CPUs, ISA bus, IOAPIC and every pin, as Linux parses them",
+          "[boot][mptable]") {
   const uint32_t cpus = GENERATE(1u, 2u, 7u, kMpMaxCpus);
   std::vector<uint8_t> ram(2 * kMiB, 0xcc);
   REQUIRE(write_mptable(ram, cpus));
@@ -104,7 +105,7 @@ TEST_CASE("MP table: CPUs, ISA bus, IOAPIC and every pin, as Linux parses them",
   REQUIRE(p.cpus.size() == cpus);
   for (uint32_t i = 0; i < cpus; ++i) {
     CHECK(p.cpus[i].apic_id == i);
-    CHECK((p.cpus[i].flags & 1) == 1);                  // enabled
+    CHECK((p.cpus[i].flags & 1) == 1);                // enabled
     CHECK(((p.cpus[i].flags & 2) != 0) == (i == 0));  // vCPU 0 is the bootstrap processor
   }
   REQUIRE(p.buses.size() == 1);
