@@ -72,7 +72,6 @@ if [[ $("$images/detect-kvm.sh") == direct ]]; then
 else
   say "this machine's /dev/kvm cannot boot an unmodified Linux ($("$images/detect-kvm.sh" -v 2>&1 >/dev/null | sed 's/^detect-kvm: //'));"
   say "running minivmm inside the nested KVM host (images/nested/run-in-nested-host.sh): about 10 s more"
-  case "$vmm" in /tmp/*) say "warning: $vmm is under /tmp, which the nested host cannot see" ;; esac
   nested=("$images/nested/run-in-nested-host.sh")
   [[ $shell == 1 ]] && nested+=(-i)
   "${nested[@]}" -- "$vmm" "${args[@]}"

@@ -16,6 +16,7 @@
 #     - the images cache  ${MINIVMM_CACHE:-$HOME/.cache/minivmm}/images
 #     - each directory in MINIVMM_NESTED_RW (colon-separated, absolute)
 #     - the current directory, if it is under /tmp
+#     - the folder of each argument that names an existing path under /tmp
 #   MINIVMM_IN_NESTED_HOST=1 is set for the command.
 #
 # Options / environment:
@@ -105,13 +106,18 @@ if [[ $cwd == /tmp || $cwd == /tmp/* ]]; then
   rw_dirs+=("$cwd")
 fi
 
-# Host /tmp is hidden by the nested host's tmpfs: say so for arguments there.
+# Host /tmp is hidden by the nested host's tmpfs: export the folder of each argument
+# there (a VMM built in a checkout under /tmp, a disk image), as for the current directory.
 for a in "$@"; do
   [[ $a == /tmp/* && -e $a ]] || continue
   covered=0
   for d in "${rw_dirs[@]}"; do [[ $a == "$d" || $a == "$d"/* ]] && covered=1; done
-  [[ $covered == 1 ]] ||
-    log "warning: $a is under /tmp, which the nested host does not see (use MINIVMM_NESTED_RW or another folder)"
+  [[ $covered == 1 ]] && continue
+  d="$a"
+  [[ -d $d ]] || d="$(dirname "$a")"
+  d="$(realpath "$d")"
+  log "note: $a is under /tmp; exporting $d writable"
+  rw_dirs+=("$d")
 done
 
 qemu_args=(
