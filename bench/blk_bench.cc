@@ -13,6 +13,7 @@
 //
 // Usage: bench_blk [--file PATH] [--size-gib N] [--seconds S] [--reps N] [--no-fio]
 //                  [--only SUBSTRING]   (run the patterns whose name contains it)
+//                  [--poll-us N]        (the device's poll_us; default: the device's)
 // Prints figures; it is not a test.
 #include <sys/eventfd.h>
 #include <sys/resource.h>
@@ -93,7 +94,8 @@ uint64_t xorshift(uint64_t& s) {
   return s;
 }
 
-Figures run_device(const std::string& path, uint64_t file_size, const Pattern& p, double seconds) {
+Figures run_device(const std::string& path, uint64_t file_size, const Pattern& p, double seconds,
+                   uint32_t poll_us) {
   constexpr uint16_t kQueueSize = 256;
   constexpr uint64_t kRings = 0x1000;
   constexpr uint64_t kHeaders = 0x100000;
@@ -109,6 +111,7 @@ Figures run_device(const std::string& path, uint64_t file_size, const Pattern& p
   cfg.direct = true;
   cfg.engine = devices::BlockConfig::Engine::kIoUring;
   cfg.queue_size = kQueueSize;
+  cfg.poll_us = poll_us;
   devices::VirtioBlock dev(cfg);
   dq.configure(queues[0], /*event_idx=*/true, /*indirect=*/true);
   dev.set_acked_features(dev.device_features());
@@ -281,6 +284,7 @@ int main(int argc, char** argv) {
   bool fio = true;
   int reps = 3;
   std::string only;
+  uint32_t poll_us = devices::BlockConfig::kDefaultPollUs;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--file" && i + 1 < argc)
@@ -295,10 +299,12 @@ int main(int argc, char** argv) {
       fio = false;
     else if (a == "--only" && i + 1 < argc)
       only = argv[++i];
+    else if (a == "--poll-us" && i + 1 < argc)
+      poll_us = static_cast<uint32_t>(std::strtoul(argv[++i], nullptr, 10));
     else {
       std::fprintf(stderr,
                    "usage: %s [--file PATH] [--size-gib N] [--seconds S] [--reps N] [--no-fio] "
-                   "[--only SUBSTRING]\n",
+                   "[--only SUBSTRING] [--poll-us N]\n",
                    argv[0]);
       return 2;
     }
@@ -312,8 +318,9 @@ int main(int argc, char** argv) {
       {"1M seqread QD8", "read", false, false, 1 << 20, 8},
       {"1M seqwrite QD8", "write", true, false, 1 << 20, 8},
   };
-  std::printf("file %s, %.2f GiB, %.0f s per run, median of %d, O_DIRECT, io_uring\n", path.c_str(),
-              static_cast<double>(size) / (1ull << 30), seconds, reps);
+  std::printf("file %s, %.2f GiB, %.0f s per run, median of %d, O_DIRECT, io_uring, "
+              "device polls %u us\n",
+              path.c_str(), static_cast<double>(size) / (1ull << 30), seconds, reps, poll_us);
   std::printf("%-18s | %10s %9s %8s | %10s %9s %8s | %7s\n", "pattern", "dev IOPS", "dev MB/s",
               "dev us/IO", "fio IOPS", "fio MB/s", "fio us/IO", "dev/fio");
   for (const Pattern& p : patterns) {
@@ -321,7 +328,7 @@ int main(int argc, char** argv) {
     std::vector<Figures> dev_runs, fio_runs;
     for (int r = 0; r < reps; ++r) {
       if (fio && r % 2 == 1) fio_runs.push_back(run_fio(path, size, p, seconds));
-      dev_runs.push_back(run_device(path, size, p, seconds));
+      dev_runs.push_back(run_device(path, size, p, seconds, poll_us));
       if (fio && r % 2 == 0) fio_runs.push_back(run_fio(path, size, p, seconds));
       std::fprintf(stderr, "  %s run %d: device %.0f IOPS, fio %.0f IOPS\n", p.name, r,
                    dev_runs.back().iops, fio ? fio_runs.back().iops : 0.0);

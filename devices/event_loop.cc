@@ -116,7 +116,28 @@ int EventLoop::run_once(int timeout_ms) {
 
 void EventLoop::run() {
   stopped_ = false;
-  while (!stopped_) run_once(-1);
+  const bool polling = poller_ != nullptr && poll_budget_.count() > 0;
+  while (!stopped_) {
+    if (run_once(-1) > 0 && polling && !stopped_) poll();
+  }
+}
+
+void EventLoop::poll() {
+  using Clock = std::chrono::steady_clock;
+  poller_->poll_begin();
+  auto deadline = Clock::now() + poll_budget_;
+  while (!stopped_) {
+    // The fds too: backend completions, and notifications sent before poll_begin().
+    bool work = run_once(0) > 0;
+    work = poller_->poll() || work;
+    const auto now = Clock::now();
+    if (work) {
+      deadline = now + poll_budget_;
+    } else if (now >= deadline) {
+      break;
+    }
+  }
+  poller_->poll_end();
 }
 
 }  // namespace minivmm::devices

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cstring>
 #include <future>
 #include <stdexcept>
@@ -131,12 +132,14 @@ std::optional<virtio::ActivateError> VirtioBlock::activate(const virtio::Activat
   // virtio 1.2 §5.2.6.3: without VIRTIO_BLK_F_FLUSH the device must be write-through.
   writethrough_ = !virtio::has_feature(acked_features_, kBlkFFlush);
   stopping_ = false;
+  polling_ = false;
   broken_.assign(cfg_.num_queues, 0);
   stalled_.assign(cfg_.num_queues, 0);
   dirty_.assign(cfg_.num_queues, 0);
 
   try {
     loop_ = std::make_unique<EventLoop>();
+    loop_->set_poller(this, std::chrono::microseconds(cfg_.poll_us));
     for (uint16_t q = 0; q < cfg_.num_queues; ++q) {
       loop_->add(queue_efds_[q].fd(), [this, q] {
         queue_efds_[q].consume();
@@ -253,11 +256,46 @@ void VirtioBlock::process_queue(uint16_t q) {
       backend_->submit();
     }
     if (backend_->completion_fd() < 0) reap_completions();
-    if (broken_[q] || stalled_[q]) return;
+    if (broken_[q] || stalled_[q] || polling_) return;
     auto more = queue.enable_notification(*mem_);
     if (!more) return mark_broken(q, virtio::to_string(more.error()));
     if (!*more) return;
   }
+}
+
+// Polling (EventLoop): while the I/O thread polls, the driver need not notify -- with
+// EVENT_IDX avail_event is simply left behind, without it VIRTQ_USED_F_NO_NOTIFY is set --
+// and process_queue() leaves notifications off; poll_end() turns them back on and picks up
+// what the driver made available in between (the same re-check as after any drain).
+void VirtioBlock::poll_begin() {
+  polling_ = true;
+  for (uint16_t q = 0; q < cfg_.num_queues; ++q) {
+    if (broken_[q] || !queues_[q].ready()) continue;
+    if (auto r = queues_[q].disable_notification(*mem_); !r) {
+      mark_broken(q, virtio::to_string(r.error()));
+    }
+  }
+}
+
+bool VirtioBlock::poll() {
+  bool found = false;
+  for (uint16_t q = 0; q < cfg_.num_queues; ++q) {
+    // A stalled queue waits for completions; the completion handler resumes it.
+    if (broken_[q] || stalled_[q] || stopping_ || !queues_[q].ready()) continue;
+    auto pending = queues_[q].pending(*mem_);
+    if (pending && *pending == 0) continue;
+    process_queue(q);  // also when pending() failed: it marks the queue broken
+    found = true;
+  }
+  if (found) flush_notifications();
+  return found;
+}
+
+void VirtioBlock::poll_end() {
+  polling_ = false;
+  if (loop_->stop_requested()) return;  // reset: the queues are about to go
+  for (uint16_t q = 0; q < cfg_.num_queues; ++q) process_queue(q);
+  flush_notifications();
 }
 
 void VirtioBlock::handle_chain(uint16_t q, DescriptorChain chain) {

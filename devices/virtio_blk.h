@@ -44,6 +44,10 @@ struct BlockConfig {
   Engine engine = Engine::kIoUring;
   uint16_t num_queues = 1;
   uint16_t queue_size = 256;  // a power of two
+  // How long the I/O thread keeps polling the queues after it handled work before it
+  // sleeps (EventLoop's busy polling); 0 turns polling off.
+  uint32_t poll_us = kDefaultPollUs;
+  static constexpr uint32_t kDefaultPollUs = 100;
 };
 
 // virtio 1.2 §5.2.4 "struct virtio_blk_config".
@@ -98,7 +102,7 @@ inline constexpr uint32_t kMaxDwzSectors = 1u << 22;  // 2 GiB per segment
 inline constexpr uint32_t kMaxDwzSegments = 32;
 inline constexpr uint32_t kMaxIovecs = 1024;  // IOV_MAX: preadv / io_uring readv limit
 
-class VirtioBlock final : public virtio::VirtioDevice {
+class VirtioBlock final : public virtio::VirtioDevice, private Poller {
  public:
   // Opens and locks the image. Throws DiskImageError (image problems, meant for the user)
   // or std::invalid_argument (bad config). The backend is set up at each activate(); io_uring
@@ -148,6 +152,10 @@ class VirtioBlock final : public virtio::VirtioDevice {
 
   void io_thread(std::promise<void>& started);
   void process_queue(uint16_t q);
+  // Poller: the avail rings, with notifications off while the I/O thread polls.
+  void poll_begin() override;
+  bool poll() override;
+  void poll_end() override;
   void handle_chain(uint16_t q, virtio::DescriptorChain chain);
   void start_segment(Slot& s);
   void on_complete(DiskOp& op, int64_t result);
@@ -175,6 +183,7 @@ class VirtioBlock final : public virtio::VirtioDevice {
   DiskProperties props_;
   bool writethrough_ = false;  // VIRTIO_BLK_F_FLUSH not negotiated
   bool stopping_ = false;
+  bool polling_ = false;  // between poll_begin() and poll_end(): notifications stay off
   std::vector<std::vector<Slot>> slots_;  // [queue][head]
   std::vector<uint8_t> broken_, stalled_, dirty_;
   std::unique_ptr<EventLoop> loop_;

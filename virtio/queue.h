@@ -107,6 +107,9 @@ class Queue {
   // Asks the driver not to notify (a hint; it is free to ignore it).
   Result<void> disable_notification(const GuestMemory& mem);
 
+  // How many chains the driver made available past next_avail_ (checked against size).
+  Result<uint16_t> pending(const GuestMemory& mem) const;
+
   uint16_t next_avail() const { return next_avail_; }
   uint16_t next_used() const { return next_used_; }
   // Chains popped and not yet used.
@@ -115,8 +118,6 @@ class Queue {
  private:
   friend class AvailIter;
   Result<uint16_t> avail_idx(const GuestMemory& mem) const;
-  // How many chains the driver made available past next_avail_ (checked against size).
-  Result<uint16_t> pending(const GuestMemory& mem) const;
   // Takes the next head off the avail ring and marks it in flight; an Error (with the head,
   // where it could be read) when the head cannot be used at all.
   Result<uint16_t> take_head(const GuestMemory& mem, uint16_t& head);

@@ -119,9 +119,13 @@ std::variant<DiskConfig, ConfigError> parse_disk(std::string_view text) {
       const std::optional<uint64_t> n = parse_u64(value);
       if (!n || *n == 0 || *n > kMaxDiskQueues) return bad_value("a number from 1 to 16");
       disk.queues = static_cast<uint32_t>(*n);
+    } else if (key == "poll_us") {
+      const std::optional<uint64_t> n = parse_u64(value);
+      if (!n || *n > kMaxDiskPollUs) return bad_value("a number of microseconds from 0 to 10000");
+      disk.poll_us = static_cast<uint32_t>(*n);
     } else {
       return ConfigError{"--disk " + quoted(text) + ": unknown key " + quoted(key) +
-                         " (known: path, readonly, serial, direct, engine, queues)"};
+                         " (known: path, readonly, serial, direct, engine, queues, poll_us)"};
     }
     if (comma == std::string_view::npos) break;
     rest.remove_prefix(comma + 1);
@@ -164,7 +168,7 @@ std::variant<VmConfig, ParseExit> parse_command_line(int argc, const char* const
       ->check(CLI::Range(1U, kMaxCpus));
   app.add_option("--disk", disks,
                  "virtio-blk disk (repeatable): path=FILE[,readonly=on][,serial=ID][,direct=on]"
-                 "[,engine=io_uring|sync][,queues=N]")
+                 "[,engine=io_uring|sync][,queues=N][,poll_us=N]")
       ->type_name("SPEC")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
@@ -184,6 +188,16 @@ std::variant<VmConfig, ParseExit> parse_command_line(int argc, const char* const
       "Example:\n"
       "  minivmm --kernel bzImage --initrd initrd.img --memory 1G --cpus 2 \\\n"
       "          --disk path=rootfs.img,serial=root --cmdline \"console=ttyS0 root=/dev/vda\"\n"
+      "\n"
+      "Disk keys (--disk, comma-separated):\n"
+      "  path=FILE             raw disk image (required); locked against a second writer\n"
+      "  readonly=on|off       read-only disk: the file is opened O_RDONLY (default off)\n"
+      "  serial=ID             the serial the guest reads (GET_ID), up to 20 characters\n"
+      "  direct=on|off         O_DIRECT, bypassing the host page cache (default off)\n"
+      "  engine=io_uring|sync  backend (default io_uring; sync where io_uring is refused)\n"
+      "  queues=N              request queues, 1-16 (default 1)\n"
+      "  poll_us=N             the disk's I/O thread keeps polling the queues for N us after\n"
+      "                        work before it sleeps (default 100, 0 = off, at most 10000)\n"
       "\n"
       "Exit status: 0 guest powered off or rebooted, 1 VMM or host error, 2 bad usage,\n"
       "3 guest crashed (triple fault), 4 host KVM cannot run the guest, 130/143 stopped by\n"

@@ -19,6 +19,7 @@ inline constexpr uint64_t kDefaultMemory = 512ULL << 20;
 inline constexpr uint32_t kMaxCpus = 254;  // xAPIC ids 0..254; 255 is the broadcast id
 inline constexpr uint32_t kMaxDiskQueues = 16;
 inline constexpr size_t kMaxDiskSerial = 20;  // virtio 1.2 §5.2.6: VIRTIO_BLK_ID_BYTES
+inline constexpr uint32_t kMaxDiskPollUs = 10'000;
 
 enum class DiskEngine { kIoUring, kSync };
 
@@ -29,6 +30,7 @@ struct DiskConfig {
   bool direct = false;  // O_DIRECT
   DiskEngine engine = DiskEngine::kIoUring;
   uint32_t queues = 1;
+  std::optional<uint32_t> poll_us;  // unset: the device's default
   bool operator==(const DiskConfig&) const = default;
 };
 
@@ -61,7 +63,8 @@ struct ConfigError {
 // "512M", "1G", "4096K", "1073741824B"; a bare number is MiB (as QEMU's -m). Nonzero and a
 // multiple of 4 KiB.
 std::variant<uint64_t, ConfigError> parse_memory_size(std::string_view text);
-// "path=FILE[,readonly=on][,serial=ID][,direct=on][,engine=io_uring|sync][,queues=N]".
+// "path=FILE[,readonly=on][,serial=ID][,direct=on][,engine=io_uring|sync][,queues=N]
+//  [,poll_us=N]".
 std::variant<DiskConfig, ConfigError> parse_disk(std::string_view text);
 // "stdio", "null" or "file=PATH".
 std::variant<SerialConfig, ConfigError> parse_serial(std::string_view text);

@@ -74,8 +74,10 @@ TEST_CASE("disk specs") {
   CHECK_FALSE(d.direct);
   CHECK(d.engine == DiskEngine::kIoUring);
   CHECK(d.queues == 1);
+  CHECK_FALSE(d.poll_us.has_value());
 
-  r = parse_disk("path=b.img,readonly=on,serial=ROOT-1,direct=on,engine=sync,queues=4");
+  r = parse_disk(
+      "path=b.img,readonly=on,serial=ROOT-1,direct=on,engine=sync,queues=4,poll_us=0");
   REQUIRE(std::holds_alternative<DiskConfig>(r));
   d = std::get<DiskConfig>(r);
   CHECK(d.path == "b.img");
@@ -84,6 +86,11 @@ TEST_CASE("disk specs") {
   CHECK(d.serial == "ROOT-1");
   CHECK(d.engine == DiskEngine::kSync);
   CHECK(d.queues == 4);
+  CHECK(d.poll_us == 0u);
+
+  r = parse_disk("path=c.img,poll_us=10000");
+  REQUIRE(std::holds_alternative<DiskConfig>(r));
+  CHECK(std::get<DiskConfig>(r).poll_us == 10000u);
 }
 
 TEST_CASE("bad disk specs say what is wrong") {
@@ -99,6 +106,8 @@ TEST_CASE("bad disk specs say what is wrong") {
   CHECK_THAT(message("path=a,queues=0"), Catch::Contains("1 to 16"));
   CHECK_THAT(message("path=a,queues=17"), Catch::Contains("1 to 16"));
   CHECK_THAT(message("path=a,queues=x"), Catch::Contains("1 to 16"));
+  CHECK_THAT(message("path=a,poll_us=10001"), Catch::Contains("from 0 to 10000"));
+  CHECK_THAT(message("path=a,poll_us=-1"), Catch::Contains("from 0 to 10000"));
   CHECK_THAT(message("path=a,serial=123456789012345678901"), Catch::Contains("20 characters"));
   CHECK_THAT(message("path=a,color=red"), Catch::Contains("unknown key 'color'"));
   CHECK_THAT(message("path=a,path=b"), Catch::Contains("given twice"));
