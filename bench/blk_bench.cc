@@ -14,7 +14,10 @@
 // Usage: bench_blk [--file PATH] [--size-gib N] [--seconds S] [--reps N] [--no-fio]
 //                  [--only SUBSTRING]   (run the patterns whose name contains it)
 //                  [--poll-us N]        (the device's poll_us; default: the device's)
+//                  [--cpu N]            (both sides on CPU N: this process, with the device's
+//                                        I/O thread and the driver, and fio)
 // Prints figures; it is not a test.
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -219,14 +222,17 @@ double json_number(const std::string& json, size_t from, const char* key) {
   return std::strtod(json.c_str() + pos + k.size(), nullptr);
 }
 
-Figures run_fio(const std::string& path, uint64_t file_size, const Pattern& p, double seconds) {
+Figures run_fio(const std::string& path, uint64_t file_size, const Pattern& p, double seconds,
+                int cpu) {
   char cmd[1024];
+  const std::string cpus = cpu >= 0 ? " --cpus_allowed=" + std::to_string(cpu) : "";
   std::snprintf(cmd, sizeof(cmd),
                 "fio --name=blk --filename=%s --ioengine=io_uring --direct=1 --rw=%s --bs=%u "
                 "--iodepth=%u --numjobs=1 --size=%llu --runtime=%d --time_based "
-                "--randrepeat=0 --output-format=json 2>/dev/null",
+                "--randrepeat=0%s --output-format=json 2>/dev/null",
                 path.c_str(), p.fio_rw, p.block, p.depth,
-                static_cast<unsigned long long>(file_size), static_cast<int>(seconds + 0.5));
+                static_cast<unsigned long long>(file_size), static_cast<int>(seconds + 0.5),
+                cpus.c_str());
   FILE* f = ::popen(cmd, "r");
   if (f == nullptr) return {};
   std::string out;
@@ -285,6 +291,7 @@ int main(int argc, char** argv) {
   int reps = 3;
   std::string only;
   uint32_t poll_us = devices::BlockConfig::kDefaultPollUs;
+  int cpu = -1;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--file" && i + 1 < argc)
@@ -301,11 +308,23 @@ int main(int argc, char** argv) {
       only = argv[++i];
     else if (a == "--poll-us" && i + 1 < argc)
       poll_us = static_cast<uint32_t>(std::strtoul(argv[++i], nullptr, 10));
+    else if (a == "--cpu" && i + 1 < argc)
+      cpu = std::atoi(argv[++i]);
     else {
       std::fprintf(stderr,
                    "usage: %s [--file PATH] [--size-gib N] [--seconds S] [--reps N] [--no-fio] "
-                   "[--only SUBSTRING] [--poll-us N]\n",
+                   "[--only SUBSTRING] [--poll-us N] [--cpu N]\n",
                    argv[0]);
+      return 2;
+    }
+  }
+  if (cpu >= 0) {
+    // Threads made later (the device's I/O thread) inherit this.
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (cpu < CPU_SETSIZE) CPU_SET(static_cast<size_t>(cpu), &set);
+    if (cpu >= CPU_SETSIZE || sched_setaffinity(0, sizeof(set), &set) != 0) {
+      std::fprintf(stderr, "bench_blk: cannot run on CPU %d\n", cpu);
       return 2;
     }
   }
@@ -319,17 +338,18 @@ int main(int argc, char** argv) {
       {"1M seqwrite QD8", "write", true, false, 1 << 20, 8},
   };
   std::printf("file %s, %.2f GiB, %.0f s per run, median of %d, O_DIRECT, io_uring, "
-              "device polls %u us\n",
-              path.c_str(), static_cast<double>(size) / (1ull << 30), seconds, reps, poll_us);
+              "device polls %u us, %s\n",
+              path.c_str(), static_cast<double>(size) / (1ull << 30), seconds, reps, poll_us,
+              cpu >= 0 ? ("both on CPU " + std::to_string(cpu)).c_str() : "any CPU");
   std::printf("%-18s | %10s %9s %8s | %10s %9s %8s | %7s\n", "pattern", "dev IOPS", "dev MB/s",
               "dev us/IO", "fio IOPS", "fio MB/s", "fio us/IO", "dev/fio");
   for (const Pattern& p : patterns) {
     if (std::string(p.name).find(only) == std::string::npos) continue;
     std::vector<Figures> dev_runs, fio_runs;
     for (int r = 0; r < reps; ++r) {
-      if (fio && r % 2 == 1) fio_runs.push_back(run_fio(path, size, p, seconds));
+      if (fio && r % 2 == 1) fio_runs.push_back(run_fio(path, size, p, seconds, cpu));
       dev_runs.push_back(run_device(path, size, p, seconds, poll_us));
-      if (fio && r % 2 == 0) fio_runs.push_back(run_fio(path, size, p, seconds));
+      if (fio && r % 2 == 0) fio_runs.push_back(run_fio(path, size, p, seconds, cpu));
       std::fprintf(stderr, "  %s run %d: device %.0f IOPS, fio %.0f IOPS\n", p.name, r,
                    dev_runs.back().iops, fio ? fio_runs.back().iops : 0.0);
     }
