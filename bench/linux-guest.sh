@@ -62,7 +62,10 @@ if [[ $blk_runs -gt 0 ]]; then
   inner+=" --log $work/linux-guest.log"
 fi
 rc=0
-MINIVMM_NESTED_QUIET=1 "$root/images/with-kvm.sh" bash -c "$inner" || rc=$?
+# The binary and the script are named again as arguments (unused by `bash -c`): the nested
+# host's runner exports the folder of every argument under /tmp, which a checkout there needs.
+MINIVMM_NESTED_QUIET=1 "$root/images/with-kvm.sh" bash -c "$inner" linux-guest "$minivmm" \
+  "$here/guest_run.py" || rc=$?
 for f in linux-boot.tsv linux-blk.tsv linux-guest.log; do
   [[ -f $work/$f ]] && cp "$work/$f" "$out/$f"
 done
