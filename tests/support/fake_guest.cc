@@ -10,11 +10,25 @@ namespace minivmm::test {
 using virtio::VirtqDesc;
 using virtio::VirtqUsedElem;
 
-FakeGuestMemory::FakeGuestMemory(uint64_t size, std::optional<Hole> hole) : size_(size) {
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
+FakeGuestMemory::FakeGuestMemory(uint64_t size, std::optional<Hole> hole, bool huge_pages)
+    : size_(size) {
+  constexpr uint64_t kHuge = 2ull << 20;
+  const uint64_t slack = huge_pages ? kHuge : 0;
+  void* p = mmap(nullptr, size + slack, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) throw std::runtime_error("mmap of fake guest memory failed");
   base_ = static_cast<uint8_t*>(p);
+  if (huge_pages) {
+    // Keep the 2 MiB-aligned [base, base + size) and give back the slack around it.
+    const auto addr = reinterpret_cast<uintptr_t>(p);
+    const uintptr_t aligned = (addr + kHuge - 1) & ~uintptr_t{kHuge - 1};
+    if (aligned > addr) munmap(p, aligned - addr);
+    if (aligned + size < addr + size + slack) {
+      munmap(reinterpret_cast<void*>(aligned + size), addr + size + slack - aligned - size);
+    }
+    base_ = reinterpret_cast<uint8_t*>(aligned);
+    madvise(base_, size, MADV_HUGEPAGE);  // best effort, as for guest RAM
+  }
   std::vector<virtio::MemoryRegion> regions;
   if (hole) {
     regions.push_back({0, hole->start, base_});

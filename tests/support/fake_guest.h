@@ -15,14 +15,17 @@
 namespace minivmm::test {
 
 // Guest RAM backed by anonymous host memory. By default one region [0, size); with
-// `hole` the range [hole_start, hole_end) is left unbacked, like the MMIO gap.
+// `hole` the range [hole_start, hole_end) is left unbacked, like the MMIO gap. With
+// `huge_pages` the mapping is 2 MiB-aligned and advised for transparent huge pages, as
+// minivmm maps guest RAM (vmm/memory.cc).
 class FakeGuestMemory {
  public:
   struct Hole {
     uint64_t start;
     uint64_t end;
   };
-  explicit FakeGuestMemory(uint64_t size, std::optional<Hole> hole = std::nullopt);
+  explicit FakeGuestMemory(uint64_t size, std::optional<Hole> hole = std::nullopt,
+                           bool huge_pages = false);
   ~FakeGuestMemory();
   FakeGuestMemory(const FakeGuestMemory&) = delete;
   FakeGuestMemory& operator=(const FakeGuestMemory&) = delete;
