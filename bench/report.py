@@ -350,6 +350,19 @@ md.append("""
   single job, QD1 — a datapath comparison, not the disk's limit (that is section 4).
 - Linux figures come from the nested KVM host (TCG-emulated SVM): absolute values are far
   from hardware KVM; a few boots per VMM on a shared, loaded machine give a wide spread.
+- bench_blk, 4 KiB random write: on this machine the host disk's write completions run in a
+  kernel worker (`iomap_dio_complete_work`) on the CPU that takes the disk's interrupts,
+  busy ~85 % of the time at these rates (`perf sched`, for fio and the device alike). fio's
+  one thread has the other CPU to itself; the device's I/O thread and the synthetic driver
+  share what is left, and a driver woken on the busy CPU waits. `bench_blk --cpu N` puts
+  both sides on CPU N. One interleaved A/B of 6 × 3 s runs each (2026-11-28, buffers still
+  on 4 KiB pages): device/fio 85.6 % without polling, 97.7 % with `poll_us` 100, 104.6 % with
+  polling and `--cpu 0`; fio itself ranged 108–137 k IOPS, so single runs of either side are
+  only good to ±15 %.
+- bench_blk's buffers are on transparent huge pages on both sides (minivmm's guest RAM is;
+  fio gets `GLIBC_TUNABLES=glibc.malloc.hugetlb=1 --iomem_align=2m`). On 4 KiB pages a 1 MiB
+  request is 256 segments, and both sides reached only half the 1 MiB bandwidth (~1 GB/s
+  read) on this machine's virtual disk.
 - "First guest instruction" is bracketed by minivmm's log: the boot vCPU's first `KVM_RUN`
   and the guest's first exit (its first UART byte); the instruction runs in between.
 """)
