@@ -357,6 +357,8 @@ TEST_CASE("blk polling: requests published without a notification are served whi
 
 TEST_CASE("blk io_uring: requests published while others are in flight are not lost", "[blk][uring]") {
   if (!uring_or_warn()) return;
+  const uint32_t poll_us = GENERATE(0u, BlockConfig::kDefaultPollUs);
+  CAPTURE(poll_us);
   constexpr uint32_t kReqs = 160;
   constexpr uint32_t kLen = 4096;
   TempImage img(uint64_t{kReqs} * kLen);
@@ -364,6 +366,7 @@ TEST_CASE("blk io_uring: requests published while others are in flight are not l
   c.path = img.path();
   c.direct = true;
   c.queue_size = 512;
+  c.poll_us = poll_us;
   BlkHarness h(c, 512);
   h.activate();  // no EVENT_IDX: the driver follows VIRTQ_USED_F_NO_NOTIFY
   uint32_t next = 0;
