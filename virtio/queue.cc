@@ -178,8 +178,15 @@ Result<bool> Queue::enable_notification(const GuestMemory& mem) {
 
 Result<void> Queue::disable_notification(const GuestMemory& mem) {
   if (!ready_) return Error::kQueueNotReady;
-  // With EVENT_IDX the driver stops notifying by itself once avail_event is behind.
-  if (event_idx_) return {};
+  if (event_idx_) {
+    // The driver notifies when avail->idx moves past avail_event (virtio 1.2 §2.7.10);
+    // one behind what we have taken is behind anything it can still publish.
+    const uint64_t avail_event = used_ring_ + kRingEntriesOffset + size_ * kUsedEntrySize;
+    if (!mem.store_release_u16(avail_event, static_cast<uint16_t>(next_avail_ - 1))) {
+      return Error::kGuestMemory;
+    }
+    return {};
+  }
   if (!mem.store_release_u16(used_ring_ + kRingFlagsOffset, kVirtqUsedFNoNotify)) {
     return Error::kGuestMemory;
   }

@@ -231,9 +231,27 @@ TEST_CASE("notification suppression with EVENT_IDX") {
   for (DescriptorChain& c : *it) heads.push_back(c.head_index());
   CHECK_FALSE(q.enable_notification(mem).value());
   CHECK(driver.avail_event() == 3);
-  // disable is a no-op with EVENT_IDX: the flags stay untouched.
+  // disable moves avail_event behind next_avail, so that no index the driver can publish
+  // crosses it (virtio 1.2 §2.7.10); the flags stay untouched.
   REQUIRE(q.disable_notification(mem).has_value());
+  CHECK(driver.avail_event() == 2);
   CHECK(driver.used_flags() == 0);
+  {
+    const uint16_t old_idx = driver.avail_idx();
+    driver.add_chain({{kData, 8}});
+    const uint16_t new_idx = driver.avail_idx();
+    const auto event = driver.avail_event();
+    // The driver's vring_need_event(): notify iff new - event - 1 < new - old.
+    CHECK_FALSE(static_cast<uint16_t>(new_idx - event - 1) <
+                static_cast<uint16_t>(new_idx - old_idx));
+  }
+  CHECK(q.enable_notification(mem).value());  // and the chain is found on re-enable
+  CHECK(driver.avail_event() == 3);
+  {
+    auto it2 = q.iter(mem);
+    REQUIRE(it2.has_value());
+    for (DescriptorChain& c : *it2) heads.push_back(c.head_index());
+  }
 
   // The first decision always notifies.
   REQUIRE(q.add_used(mem, heads[0], 0).has_value());
