@@ -129,6 +129,7 @@ void EventLoop::poll() {
   while (!stopped_) {
     // The fds too: backend completions, and notifications sent before poll_begin().
     bool work = run_once(0) > 0;
+    if (stopped_) break;
     work = poller_->poll() || work;
     const auto now = Clock::now();
     if (work) {

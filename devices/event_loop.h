@@ -54,8 +54,8 @@ class Poller {
   virtual void poll_begin() = 0;
   // Handles whatever work there is; true if there was some.
   virtual bool poll() = 0;
-  // Polling ends (the loop is about to sleep, or stop): notifications back on, and work
-  // that raced with that handled.
+  // Polling ends, because the loop is about to sleep (notifications back on, and work that
+  // raced with that handled) or to stop (stop_requested() is then true).
   virtual void poll_end() = 0;
 };
 
@@ -73,8 +73,8 @@ class EventLoop {
   void add(int fd, Handler handler);
   void remove(int fd);
 
-  // Polls with `poller` for up to `budget` after each wake-up (zero: never). The poller
-  // must outlive the loop's run().
+  // Polls with `poller` for up to `budget` after each wake-up (zero: never). Call before
+  // run(); the poller must outlive it.
   void set_poller(Poller* poller, std::chrono::microseconds budget) {
     poller_ = poller;
     poll_budget_ = budget;

@@ -223,7 +223,8 @@ void VirtioBlock::io_thread(std::promise<void>& started) {
 
 // virtio 1.2 §2.7.13 (processing available buffers) with notification suppression
 // (§2.7.10): notifications are off while we drain the ring, and back on before we stop,
-// re-checking for buffers that arrived in between.
+// re-checking for buffers that arrived in between -- unless the I/O thread is polling, when
+// poll_end() does that.
 //
 // Each request goes to the backend as soon as it is parsed rather than in one submission
 // per drained ring. A host disk that starts on the first request while the rest are still
@@ -264,7 +265,7 @@ void VirtioBlock::process_queue(uint16_t q) {
 }
 
 // Polling (EventLoop): while the I/O thread polls, the driver need not notify -- with
-// EVENT_IDX avail_event is simply left behind, without it VIRTQ_USED_F_NO_NOTIFY is set --
+// EVENT_IDX avail_event is put behind, without it VIRTQ_USED_F_NO_NOTIFY is set --
 // and process_queue() leaves notifications off; poll_end() turns them back on and picks up
 // what the driver made available in between (the same re-check as after any drain).
 void VirtioBlock::poll_begin() {
@@ -281,7 +282,7 @@ bool VirtioBlock::poll() {
   bool found = false;
   for (uint16_t q = 0; q < cfg_.num_queues; ++q) {
     // A stalled queue waits for completions; the completion handler resumes it.
-    if (broken_[q] || stalled_[q] || stopping_ || !queues_[q].ready()) continue;
+    if (broken_[q] || stalled_[q] || !queues_[q].ready()) continue;
     auto pending = queues_[q].pending(*mem_);
     if (pending && *pending == 0) continue;
     process_queue(q);  // also when pending() failed: it marks the queue broken

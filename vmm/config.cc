@@ -121,7 +121,10 @@ std::variant<DiskConfig, ConfigError> parse_disk(std::string_view text) {
       disk.queues = static_cast<uint32_t>(*n);
     } else if (key == "poll_us") {
       const std::optional<uint64_t> n = parse_u64(value);
-      if (!n || *n > kMaxDiskPollUs) return bad_value("a number of microseconds from 0 to 10000");
+      if (!n || *n > kMaxDiskPollUs) {
+        const std::string range = "a number of microseconds from 0 to " + std::to_string(kMaxDiskPollUs);
+        return bad_value(range.c_str());
+      }
       disk.poll_us = static_cast<uint32_t>(*n);
     } else {
       return ConfigError{"--disk " + quoted(text) + ": unknown key " + quoted(key) +

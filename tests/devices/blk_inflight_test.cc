@@ -301,6 +301,20 @@ TEST_CASE("event loop: polls after a wake-up until the budget passes without wor
     CHECK(poller.begins == poller.ends);
     CHECK(poller.begins >= 1);
   }
+  SECTION("stop() ends a poll phase at once") {
+    loop.set_poller(&poller, std::chrono::seconds(30));
+    const auto t0 = std::chrono::steady_clock::now();
+    std::thread t([&] {
+      a.signal();
+      spin_until([&] { return poller.begins.load() > 0; });
+      loop.stop();
+    });
+    loop.run();
+    t.join();
+    CHECK(poller.begins == 1);
+    CHECK(poller.ends == 1);
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
+  }
 }
 
 // A driver that follows the device's notification suppression (virtio 1.2 §2.7.10): with
@@ -315,7 +329,9 @@ TEST_CASE("blk polling: requests published without a notification are served whi
   TempImage img(8 * kLen);
   BlockConfig c;
   c.path = img.path();
-  c.poll_us = 300'000;  // long enough that steps 2 and 3 surely fall inside it
+  // Long enough that steps 2 and 3 fall inside it even on a slow machine, and longer than
+  // they may wait: served later, by poll_end(), would fail them.
+  c.poll_us = 1'000'000;
   BlkHarness h(c);
   h.activate(test::blk_features_all(), event_idx);
   auto publish = [&](uint32_t i) {
@@ -333,19 +349,25 @@ TEST_CASE("blk polling: requests published without a notification are served whi
     if (notify) h.kick();
     return notify;
   };
-  // 1. Idle device: notifications are on, the request needs a notification.
-  CHECK(publish(0));
+  auto notifications_on = [&] {
+    return event_idx ? h.dq.avail_event() == h.dq.avail_idx()
+                     : (h.dq.used_flags() & virtio::kVirtqUsedFNoNotify) == 0;
+  };
+  // 1. An idle device. (Kicked whatever the ring says: the I/O thread's first pass over the
+  //    queue may be toggling notifications right now.)
+  h.add_chain_at(0, {{h.header(0, devices::kBlkTIn, 0), 16, false},
+                     {BlkHarness::kData, kLen, true},
+                     {h.status_addr(0), 1, true}});
+  h.kick();
   REQUIRE(h.wait_used(1).size() == 1);
-  // 2. The I/O thread is polling now. With EVENT_IDX the driver may still be asked for one
-  //    notification (avail_event was set when the queue was last drained); either way the
-  //    request is served, and while polling the device asks for nothing more.
+  // 2. The I/O thread is polling now (or about to: the request is served either way).
   publish(1);
-  REQUIRE(h.wait_used(1, 1000).size() == 1);
-  // 3. Still inside the budget: no notification asked for, and the request is served.
+  REQUIRE(h.wait_used(1, 300).size() == 1);
+  // 3. Inside the window: no notification asked for, and the request is served by polling.
   CHECK_FALSE(publish(2));
-  REQUIRE(h.wait_used(1, 1000).size() == 1);
-  // 4. Once the budget has passed without work, notifications are back on.
-  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  REQUIRE(h.wait_used(1, 300).size() == 1);
+  // 4. Once the window has passed without work, notifications are back on.
+  REQUIRE(spin_until(notifications_on));
   CHECK(publish(3));
   REQUIRE(h.wait_used(1).size() == 1);
   for (uint32_t i = 0; i < 4; ++i) {

@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cstring>
 #include <stdexcept>
 
@@ -13,6 +14,7 @@ using virtio::VirtqUsedElem;
 FakeGuestMemory::FakeGuestMemory(uint64_t size, std::optional<Hole> hole, bool huge_pages)
     : size_(size) {
   constexpr uint64_t kHuge = 2ull << 20;
+  if (huge_pages && size % 4096 != 0) throw std::invalid_argument("huge-page fake RAM: size");
   const uint64_t slack = huge_pages ? kHuge : 0;
   void* p = mmap(nullptr, size + slack, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -133,7 +135,10 @@ void store16(uint8_t* p, uint16_t v) {
 
 void DriverQueue::set_avail_idx(uint16_t idx) {
   avail_idx_ = idx;
-  store16(guest_.host(avail_ + 2), idx);
+  // A release store, as a driver's: the ring entry and descriptors before it are visible to
+  // a device that finds the new index by polling, without a notification in between.
+  std::atomic_ref<uint16_t>(*reinterpret_cast<uint16_t*>(guest_.host(avail_ + 2)))
+      .store(idx, std::memory_order_release);
 }
 uint16_t DriverQueue::avail_idx() const {
   return avail_idx_;
