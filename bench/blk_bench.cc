@@ -104,7 +104,8 @@ Figures run_device(const std::string& path, uint64_t file_size, const Pattern& p
   constexpr uint64_t kRings = 0x1000;
   constexpr uint64_t kHeaders = 0x100000;
   constexpr uint64_t kData = 0x200000;
-  const uint64_t ram = kData + uint64_t{p.depth} * p.block + (1 << 20);
+  // Whole 2 MiB pages, so that the data buffers are on huge pages even for 4 KiB patterns.
+  const uint64_t ram = (kData + uint64_t{p.depth} * p.block + (3 << 20)) & ~uint64_t{(2 << 20) - 1};
   // Huge pages, as minivmm's guest RAM: a 1 MiB buffer is then a few physical segments
   // instead of 256, which the host disk's segment limit makes worth up to 2x at 1 MiB.
   test::FakeGuestMemory guest(ram, std::nullopt, /*huge_pages=*/true);
@@ -227,18 +228,18 @@ double json_number(const std::string& json, size_t from, const char* key) {
 
 Figures run_fio(const std::string& path, uint64_t file_size, const Pattern& p, double seconds,
                 int cpu) {
-  char cmd[1024];
-  const std::string cpus = cpu >= 0 ? " --cpus_allowed=" + std::to_string(cpu) : "";
   // fio's buffers on transparent huge pages as well, for the same reason: glibc's malloc
   // advises them with this tunable (glibc >= 2.35), aligned to 2 MiB.
-  std::snprintf(cmd, sizeof(cmd),
-                "GLIBC_TUNABLES=glibc.malloc.hugetlb=1 fio --iomem_align=2m --name=blk --filename=%s --ioengine=io_uring --direct=1 --rw=%s --bs=%u "
-                "--iodepth=%u --numjobs=1 --size=%llu --runtime=%d --time_based "
-                "--randrepeat=0%s --output-format=json 2>/dev/null",
-                path.c_str(), p.fio_rw, p.block, p.depth,
-                static_cast<unsigned long long>(file_size), static_cast<int>(seconds + 0.5),
-                cpus.c_str());
-  FILE* f = ::popen(cmd, "r");
+  std::string cmd = "GLIBC_TUNABLES=glibc.malloc.hugetlb=1 fio --iomem_align=2m --name=blk";
+  cmd += " --filename='" + path + "' --ioengine=io_uring --direct=1";
+  cmd += std::string(" --rw=") + p.fio_rw + " --bs=" + std::to_string(p.block);
+  cmd += " --iodepth=" + std::to_string(p.depth) + " --numjobs=1";
+  cmd += " --size=" + std::to_string(file_size);
+  cmd += " --runtime=" + std::to_string(static_cast<int>(seconds + 0.5)) + " --time_based";
+  cmd += " --randrepeat=0 --output-format=json";
+  if (cpu >= 0) cmd += " --cpus_allowed=" + std::to_string(cpu);
+  cmd += " 2>/dev/null";
+  FILE* f = ::popen(cmd.c_str(), "r");
   if (f == nullptr) return {};
   std::string out;
   char buf[4096];
@@ -288,6 +289,12 @@ void ensure_file(const std::string& path, uint64_t size) {
 
 }  // namespace
 
+// A decimal number of at most 6 digits (CPU numbers, microseconds).
+static bool number(const char* s) {
+  const size_t n = std::strlen(s);
+  return n > 0 && n <= 6 && std::strspn(s, "0123456789") == n;
+}
+
 int main(int argc, char** argv) {
   std::string path = "/tmp/minivmm-blk-bench.img";
   double size_gib = 1;
@@ -311,9 +318,9 @@ int main(int argc, char** argv) {
       fio = false;
     else if (a == "--only" && i + 1 < argc)
       only = argv[++i];
-    else if (a == "--poll-us" && i + 1 < argc)
+    else if (a == "--poll-us" && i + 1 < argc && number(argv[i + 1]))
       poll_us = static_cast<uint32_t>(std::strtoul(argv[++i], nullptr, 10));
-    else if (a == "--cpu" && i + 1 < argc)
+    else if (a == "--cpu" && i + 1 < argc && number(argv[i + 1]))
       cpu = std::atoi(argv[++i]);
     else {
       std::fprintf(stderr,
@@ -332,6 +339,10 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "bench_blk: cannot run on CPU %d\n", cpu);
       return 2;
     }
+  }
+  if (path.find('\'') != std::string::npos) {
+    std::fprintf(stderr, "bench_blk: the file name may not contain a quote\n");
+    return 2;
   }
   const auto size = static_cast<uint64_t>(size_gib * (1ull << 30)) & ~uint64_t{(1 << 20) - 1};
   ensure_file(path, size);
