@@ -32,7 +32,11 @@
 #   MINIVMM_NESTED_KEEP=1     keep the control directory (console log, status)
 #
 # Exit status: COMMAND's status; 124 on timeout; 125 when the nested host could
-# not run it (no /dev/kvm in the nested host, boot or mount failure, crash).
+# not run it (no /dev/kvm in the nested host, boot or mount failure, crash); 123 when the
+# nested host's kernel panicked while the command ran (not the command's doing: a user
+# process cannot panic a kernel; seen once, 2026-11-28, as a kernel-stack overflow of
+# recursive page faults after a timer interrupt inside kvm_amd's VMRUN path, under QEMU's
+# TCG emulation of SVM).
 set -euo pipefail
 # shellcheck source=../lib/common.sh
 source "$(dirname "$0")/../lib/common.sh"
@@ -219,6 +223,10 @@ case "$status" in
     log "error: the nested host ended without reporting a status (qemu exit $qemu_rc)"
     show_console
     MINIVMM_NESTED_KEEP=1
+    if grep -q "Kernel panic - not syncing" "$ctl/console.log" 2>/dev/null; then
+      log "error: the nested host's kernel panicked (see its console above)"
+      exit 123
+    fi
     exit 125
     ;;
   nokvm)
