@@ -8,22 +8,17 @@
 
 #include "boot/dsdt.h"
 #include "boot/layout.h"
+#include "tests/boot/table_bytes.h"
 
 using namespace minivmm::boot;
 
-namespace {
+using minivmm::test::sum;
 
-uint8_t sum(const uint8_t* bytes, size_t len) {
-  uint8_t s = 0;
-  for (size_t i = 0; i < len; ++i) s = static_cast<uint8_t>(s + bytes[i]);
-  return s;
-}
+namespace {
 
 template <typename T>
 T read(const std::vector<uint8_t>& bytes, size_t offset) {
-  T value;
-  std::memcpy(&value, bytes.data() + offset, sizeof value);
-  return value;
+  return minivmm::test::at<T>(bytes.data() + offset);
 }
 
 std::string signature(const std::vector<uint8_t>& ram, uint64_t addr) {

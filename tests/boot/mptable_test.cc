@@ -7,23 +7,14 @@
 
 #include "boot/acpi.h"
 #include "boot/layout.h"
+#include "tests/boot/table_bytes.h"
 
 using namespace minivmm::boot;
 
+using minivmm::test::at;
+using minivmm::test::sum;
+
 namespace {
-
-uint8_t sum(const uint8_t* bytes, size_t len) {
-  uint8_t s = 0;
-  for (size_t i = 0; i < len; ++i) s = static_cast<uint8_t>(s + bytes[i]);
-  return s;
-}
-
-template <typename T>
-T at(const uint8_t* bytes) {
-  T value;
-  std::memcpy(&value, bytes, sizeof value);
-  return value;
-}
 
 // What Linux's MP parser (arch/x86/kernel/mpparse.c) gets out of the tables: it looks for
 // "_MP_" on 16-byte boundaries with a valid checksum, follows the pointer, checks "PCMP"
