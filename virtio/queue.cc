@@ -162,9 +162,7 @@ Result<bool> Queue::needs_notification(const GuestMemory& mem) {
 Result<bool> Queue::enable_notification(const GuestMemory& mem) {
   if (!ready_) return Error::kQueueNotReady;
   if (event_idx_) {
-    // avail_event lives after the used ring entries (virtio 1.2 §2.7.8).
-    const uint64_t avail_event = used_ring_ + kRingEntriesOffset + size_ * kUsedEntrySize;
-    if (!mem.store_release_u16(avail_event, next_avail_)) return Error::kGuestMemory;
+    if (!mem.store_release_u16(avail_event_addr(), next_avail_)) return Error::kGuestMemory;
   } else {
     if (!mem.store_release_u16(used_ring_ + kRingFlagsOffset, 0)) return Error::kGuestMemory;
   }
@@ -181,8 +179,7 @@ Result<void> Queue::disable_notification(const GuestMemory& mem) {
   if (event_idx_) {
     // The driver notifies when avail->idx moves past avail_event (virtio 1.2 §2.7.10);
     // one behind what we have taken is behind anything it can still publish.
-    const uint64_t avail_event = used_ring_ + kRingEntriesOffset + size_ * kUsedEntrySize;
-    if (!mem.store_release_u16(avail_event, static_cast<uint16_t>(next_avail_ - 1))) {
+    if (!mem.store_release_u16(avail_event_addr(), static_cast<uint16_t>(next_avail_ - 1))) {
       return Error::kGuestMemory;
     }
     return {};

@@ -118,6 +118,10 @@ class Queue {
  private:
   friend class AvailIter;
   Result<uint16_t> avail_idx(const GuestMemory& mem) const;
+  // avail_event lives after the used ring's entries (virtio 1.2 §2.7.8).
+  uint64_t avail_event_addr() const {
+    return used_ring_ + kRingEntriesOffset + uint64_t{size_} * kUsedEntrySize;
+  }
   // Takes the next head off the avail ring and marks it in flight; an Error (with the head,
   // where it could be read) when the head cannot be used at all.
   Result<uint16_t> take_head(const GuestMemory& mem, uint16_t& head);
