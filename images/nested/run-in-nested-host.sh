@@ -33,10 +33,11 @@
 #
 # Exit status: COMMAND's status; 124 on timeout; 125 when the nested host could
 # not run it (no /dev/kvm in the nested host, boot or mount failure, crash); 123 when the
-# nested host's kernel panicked while the command ran (not the command's doing: a user
-# process cannot panic a kernel; seen once, 2026-11-28, as a kernel-stack overflow of
-# recursive page faults after a timer interrupt inside kvm_amd's VMRUN path, under QEMU's
-# TCG emulation of SVM).
+# nested host's own kernel failed while the command ran: a panic or a soft lockup, which
+# a user process cannot cause. Seen twice on 2026-11-28 under QEMU's TCG emulation of SVM:
+# a kernel-stack overflow of recursive page faults after a timer interrupt inside
+# kvm_amd's VMRUN path, and both CPUs in soft lockup with minivmm's vCPU thread in VMRUN.
+# The console is watched for these, so such a host is stopped at once, not at the timeout.
 set -euo pipefail
 # shellcheck source=../lib/common.sh
 source "$(dirname "$0")/../lib/common.sh"
@@ -191,10 +192,31 @@ fi
 
 # --- run -----------------------------------------------------------------------
 qemu_rc=0
+# The nested host's own kernel can break under QEMU's TCG emulation of SVM (a panic, or a
+# CPU stuck in kvm_amd's VMRUN path: a soft lockup) while the command waits forever. Its
+# console says so: stop it then instead of at the timeout, and report 123.
+host_broken='Kernel panic - not syncing|BUG: soft lockup'
+watch_console() {
+  while sleep 2; do
+    if grep -qE "$host_broken" "$ctl/console.log" 2>/dev/null; then
+      : >"$ctl/host-broken"
+      kill "$1" 2>/dev/null
+      return
+    fi
+  done
+}
 if [[ $interactive == 1 ]]; then
   timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 "${qemu_args[@]}" || qemu_rc=$?
-else
+elif [[ ${MINIVMM_NESTED_VERBOSE:-0} == 1 ]]; then
   timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 "${qemu_args[@]}" </dev/null || qemu_rc=$?
+else
+  timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 "${qemu_args[@]}" </dev/null &
+  qemu_pid=$!
+  watch_console "$qemu_pid" &
+  watcher=$!
+  wait "$qemu_pid" || qemu_rc=$?
+  kill "$watcher" 2>/dev/null || true
+  wait "$watcher" 2>/dev/null || true
 fi
 # QEMU never opened the FIFOs if it failed early: unblock the readers.
 # (An O_RDWR open of a FIFO never blocks; closing it gives a waiting reader EOF.)
@@ -223,8 +245,8 @@ case "$status" in
     log "error: the nested host ended without reporting a status (qemu exit $qemu_rc)"
     show_console
     MINIVMM_NESTED_KEEP=1
-    if grep -q "Kernel panic - not syncing" "$ctl/console.log" 2>/dev/null; then
-      log "error: the nested host's kernel panicked (see its console above)"
+    if [[ -e $ctl/host-broken ]] || grep -qE "$host_broken" "$ctl/console.log" 2>/dev/null; then
+      log "error: the nested host's own kernel failed (panic or soft lockup: see its console above)"
       exit 123
     fi
     exit 125

@@ -21,8 +21,8 @@
 #   MINIVMM_NESTED_* knobs of images/nested/run-in-nested-host.sh.
 # Exit: 0 all cases passed (skips allowed), 1 a case failed, 2 bad usage or the
 # inputs could not be prepared, else with-kvm.sh's status (123/124/125 nested host). When
-# the nested host's kernel panics (123: a fault of the emulated machine, not a test result)
-# the suite runs once more in a fresh nested host, with a warning.
+# the nested host's own kernel fails (123: a panic or soft lockup of the emulated machine,
+# not a test result) the suite runs once more in a fresh nested host, with a warning.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 images="$root/images"
@@ -87,7 +87,7 @@ run_suite() {
 run_suite
 status=$?
 if [[ $status == 123 ]]; then
-  say "WARNING: the nested KVM host's kernel panicked during the suite; running it once more"
+  say "WARNING: the nested KVM host's own kernel failed during the suite; running it once more"
   run="$run-retry"
   mkdir -p "$run" || die "cannot create $run"
   run_suite
