@@ -77,7 +77,7 @@ devices::BlockConfig block_config(const DiskConfig& disk) {
   c.engine = disk.engine == DiskEngine::kSync ? devices::BlockConfig::Engine::kSync
                                               : devices::BlockConfig::Engine::kIoUring;
   c.num_queues = static_cast<uint16_t>(disk.queues);
-  static_assert(devices::BlockConfig::kDefaultPollUs == 100, "--help names the default");
+  static_assert(devices::BlockConfig::kDefaultPollUs == 0, "--help names the default");
   if (disk.poll_us) c.poll_us = *disk.poll_us;
   return c;
 }

@@ -379,7 +379,7 @@ TEST_CASE("blk polling: requests published without a notification are served whi
 
 TEST_CASE("blk io_uring: requests published while others are in flight are not lost", "[blk][uring]") {
   if (!uring_or_warn()) return;
-  const uint32_t poll_us = GENERATE(0u, BlockConfig::kDefaultPollUs);
+  const uint32_t poll_us = GENERATE(0u, BlockConfig::kSuggestedPollUs);
   CAPTURE(poll_us);
   constexpr uint32_t kReqs = 160;
   constexpr uint32_t kLen = 4096;
