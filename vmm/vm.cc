@@ -265,6 +265,9 @@ void Vm::setup_legacy_devices(const VmConfig& config, std::chrono::steady_clock:
       [this] { stop_.request(StopReason::kReboot, "the guest rebooted (i8042 reset)"); });
   pio_bus_.insert(devices::I8042::kBasePort, devices::I8042::kPortRange, i8042);
 
+  pio_bus_.insert(devices::PciHostBridge::kBasePort, devices::PciHostBridge::kPortRange,
+                  std::make_shared<devices::PciHostBridge>());
+
   auto progress =
       std::make_shared<devices::DebugPort>(start, [](const devices::DebugPort::Entry& e) {
         spdlog::info("boot progress {:#04x} at {:.3f} ms", e.value,

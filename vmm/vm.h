@@ -23,6 +23,7 @@
 
 #include "devices/debug_port.h"
 #include "devices/i8042.h"
+#include "devices/pci_host.h"
 #include "devices/serial.h"
 #include "devices/virtio_blk.h"
 #include "mmio/bus.h"

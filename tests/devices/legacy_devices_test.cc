@@ -1,5 +1,5 @@
 // The legacy port devices: 8250 UART registers and interrupts, i8042 reset, boot-progress
-// port. Pure unit tests through the BusDevice interface.
+// port, PCI host bridge. Pure unit tests through the BusDevice interface.
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -8,10 +8,12 @@
 
 #include "devices/debug_port.h"
 #include "devices/i8042.h"
+#include "devices/pci_host.h"
 #include "devices/serial.h"
 
 using minivmm::devices::DebugPort;
 using minivmm::devices::I8042;
+using minivmm::devices::PciHostBridge;
 using minivmm::devices::Serial;
 
 namespace {
@@ -172,4 +174,78 @@ TEST_CASE("debug port: records each value with its time and calls back") {
   CHECK(entries[0].since_start.count() >= 0);
   CHECK(entries[1].since_start >= entries[0].since_start);
   CHECK(rd(p, 0) == 0);
+}
+
+namespace {
+
+uint32_t rd32(minivmm::mmio::BusDevice& d, uint64_t offset) {
+  uint8_t b[4] = {0xaa, 0xaa, 0xaa, 0xaa};
+  d.read(offset, b);
+  return uint32_t{b[0]} | uint32_t{b[1]} << 8 | uint32_t{b[2]} << 16 | uint32_t{b[3]} << 24;
+}
+
+void wr32(minivmm::mmio::BusDevice& d, uint64_t offset, uint32_t value) {
+  const uint8_t b[4] = {static_cast<uint8_t>(value), static_cast<uint8_t>(value >> 8),
+                        static_cast<uint8_t>(value >> 16), static_cast<uint8_t>(value >> 24)};
+  d.write(offset, b);
+}
+
+// CONFIG_ADDRESS for bus/device/function/register.
+uint32_t cfg(uint32_t bus, uint32_t dev, uint32_t fn, uint32_t reg) {
+  return PciHostBridge::kAddressEnable | bus << 16 | dev << 11 | fn << 8 | reg;
+}
+
+}  // namespace
+
+TEST_CASE("pci host bridge: Linux's mechanism #1 probe succeeds (pci_check_type1)") {
+  PciHostBridge pci;
+  // arch/x86/pci/direct.c: outb(0x01, 0xcfb); tmp = inl(0xcf8); outl(0x80000000, 0xcf8);
+  // works if inl(0xcf8) reads it back and bus 0 has a host bridge; then outl(tmp, 0xcf8).
+  wr(pci, 3, 0x01);
+  const uint32_t saved = rd32(pci, PciHostBridge::kAddressOffset);
+  wr32(pci, PciHostBridge::kAddressOffset, 0x8000'0000);
+  CHECK(rd32(pci, PciHostBridge::kAddressOffset) == 0x8000'0000);
+  wr32(pci, PciHostBridge::kAddressOffset, saved);
+  CHECK(rd32(pci, PciHostBridge::kAddressOffset) == saved);
+  // pci_sanity_check: some devfn on bus 0 has class "host bridge".
+  wr32(pci, PciHostBridge::kAddressOffset, cfg(0, 0, 0, 0x08));
+  CHECK(rd32(pci, PciHostBridge::kDataOffset) >> 16 == 0x0600);
+}
+
+TEST_CASE("pci host bridge: 00:00.0 is the bridge, every other function is absent") {
+  PciHostBridge pci;
+  wr32(pci, 0, cfg(0, 0, 0, 0x00));
+  CHECK(rd32(pci, 4) == (uint32_t{PciHostBridge::kDeviceId} << 16 | PciHostBridge::kVendorId));
+  wr32(pci, 0, cfg(0, 0, 0, 0x0c));
+  CHECK(rd32(pci, 4) == 0);  // header type 0, single function
+  wr32(pci, 0, cfg(0, 0, 0, 0x10));
+  CHECK(rd32(pci, 4) == 0);  // no BARs
+  for (const uint32_t a : {cfg(0, 1, 0, 0), cfg(0, 0, 1, 0), cfg(1, 0, 0, 0), cfg(255, 31, 7, 0)}) {
+    wr32(pci, 0, a);
+    CHECK(rd32(pci, 4) == 0xffff'ffff);
+  }
+  wr32(pci, 0, cfg(0, 0, 0, 0) & ~PciHostBridge::kAddressEnable);
+  CHECK(rd32(pci, 4) == 0xffff'ffff);  // enable bit clear: no config cycle
+}
+
+TEST_CASE("pci host bridge: byte and word data reads, read-only header, latch bits") {
+  PciHostBridge pci;
+  wr32(pci, 0, cfg(0, 0, 0, 0x00));
+  CHECK(rd(pci, 4) == (PciHostBridge::kVendorId & 0xff));
+  CHECK(rd(pci, 5) == (PciHostBridge::kVendorId >> 8));
+  CHECK(rd(pci, 6) == (PciHostBridge::kDeviceId & 0xff));
+  CHECK(rd(pci, 7) == (PciHostBridge::kDeviceId >> 8));
+  uint8_t word[2] = {};
+  pci.read(6, word);
+  CHECK((word[0] | word[1] << 8) == PciHostBridge::kDeviceId);
+  // BAR sizing and command writes change nothing.
+  wr32(pci, 0, cfg(0, 0, 0, 0x10));
+  wr32(pci, 4, 0xffff'ffff);
+  CHECK(rd32(pci, 4) == 0);
+  // Reserved latch bits read as 0; byte and word accesses to 0xcf8-0xcfb miss the latch.
+  wr32(pci, 0, 0xffff'ffff);
+  CHECK(rd32(pci, 0) == PciHostBridge::kAddressWritable);
+  wr(pci, 0, 0x00);
+  CHECK(rd32(pci, 0) == PciHostBridge::kAddressWritable);
+  CHECK(rd(pci, 1) == 0xff);
 }

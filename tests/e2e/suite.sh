@@ -272,6 +272,23 @@ if selected minimal; then
   fi
 fi
 
+# --- 8: a stock kernel with minivmm's own defaults boots without platform errors ---
+if selected clean; then
+  # No --cmdline, --cpus or --memory: what a user gets first. The kernel's whole log (no
+  # `quiet`) must have no line saying Fatal, error or failed: each such line once was the
+  # machine's fault ("PCI: Fatal: No config space access function found").
+  begin clean-default-boot
+  default_cmdline="$("$vmm" --help | sed -n 's/^ *--cmdline STR=//p')"
+  new_disk "$run/clean.img"
+  boot clean --kernel "$kernel" --initrd "$initrd" --disk "path=$run/clean.img,serial=e2e-clean"
+  expect_status 0
+  expect_res status pass
+  expect_grep "default command line" "Command line: $default_cmdline\\s*$"
+  bad="$(tr -d '\r' <"$cur_log" | grep -aE '^\[ *[0-9]+\.[0-9]+\] ' | grep -aiE 'fatal|error|failed' | head -n 5)"
+  [[ -z $bad ]] || fail "kernel log lines saying fatal/error/failed: $(tr '\n' '|' <<<"$bad")"
+  end
+fi
+
 summary="e2e: $passed passed, $failed failed"
 ((skipped > 0)) && summary+=", $skipped skipped"
 echo "$summary (suite $((SECONDS - t_suite)) s)"
