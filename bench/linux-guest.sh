@@ -20,7 +20,8 @@ cache="${MINIVMM_CACHE:-${HOME:-/root}/.cache/minivmm}/images"
 
 kernels=" ${LINUX_KERNELS:-cloud minimal} "
 
-eval "$("$root/images/fetch-kernel.sh" cloud)"
+source "$root/images/lib/common.sh"
+load_kernel cloud
 kernel="$KERNEL_IMAGE"
 initrd="$("$root/images/build-initramfs.sh")"
 mkernel="" minitrd=""

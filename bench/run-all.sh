@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/run-all.sh — runs every benchmark, each next to its reference (QEMU -M microvm, fio),
 # and rewrites bench/RESULTS.md and bench/*.png. Figures, not pass/fail: a part that cannot
-# run is reported as missing and the rest goes on.
+# run is reported as missing and the rest goes on. Installs what it needs first
+# (tests/install-deps.sh core bench).
 #
 # Environment knobs (defaults in brackets):
 #   BUILD=build/rel         build tree (configured Release and built here if needed)
@@ -17,6 +18,8 @@ set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 cd "$root"
+# QEMU, fio, gnuplot and python3 besides the build: the one install list, its bench group.
+"$root/tests/install-deps.sh" core bench || { echo "[run-all] error: installing packages failed" >&2; exit 1; }
 build="${BUILD:-build/rel}"
 res="$root/$build/bench/results"
 skip=" ${SKIP:-} "

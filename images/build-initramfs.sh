@@ -34,7 +34,7 @@ done
 need cpio cpio
 need gzip gzip
 bb="$(busybox_path)"
-eval "$("$MINIVMM_IMAGES_DIR/fetch-kernel.sh" cloud)"
+load_kernel cloud
 
 here="$MINIVMM_IMAGES_DIR"
 inputs=("$here/build-initramfs.sh" "$here/lib/common.sh" "$here/init.sh")

@@ -79,11 +79,16 @@ else
   if [[ ! -f $dir/.complete ]]; then
     log "fetching $pkg $ver (for $meta)"
     deb=""
-    (cd "$cache/debs" && apt-get download -q "$pkg=$ver" >&2) ||
+    # As root into a folder the _apt user cannot enter, apt would warn "Download is
+    # performed unsandboxed as root"; say so instead of being told.
+    sandbox=()
+    [[ $(id -u) == 0 ]] && sandbox=(-o APT::Sandbox::User=root)
+    (cd "$cache/debs" && apt-get download -q "${sandbox[@]}" "$pkg=$ver" >&2) ||
       die "apt-get download $pkg=$ver failed"
     deb="$(find "$cache/debs" -maxdepth 1 -name "${pkg}_${ver//:/%3a}_*.deb" | head -n1)"
     [[ -n $deb ]] || die "downloaded .deb for $pkg $ver not found in $cache/debs"
     rm -rf "$dir.tmp"
+    trap 'rm -rf "$dir.tmp"' EXIT # a failure below leaves no half-unpacked tree
     mkdir -p "$dir.tmp"
     log "unpacking $(basename "$deb")"
     dpkg-deb -x "$deb" "$dir.tmp"

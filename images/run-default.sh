@@ -21,6 +21,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 images="$root/images"
+# shellcheck source=lib/common.sh
+source "$images/lib/common.sh"
 say() { echo "run-default: $*" >&2; }
 die() { say "error: $*"; exit 2; }
 
@@ -50,8 +52,8 @@ vmm="$build/vmm/minivmm"
 
 # --- 3. images ----------------------------------------------------------------------
 say "preparing the default images"
-eval "$("$images/fetch-kernel.sh" cloud)"
-initrd="$("$images/build-initramfs.sh" | tail -n1)"
+load_kernel cloud
+initrd="$("$images/build-initramfs.sh" | tail -n1)" || die "build-initramfs.sh failed (see above)"
 cache="${MINIVMM_CACHE:-${HOME:-/root}/.cache/minivmm}/images"
 disk="$cache/run-default/disk.img"
 mkdir -p "$(dirname "$disk")"

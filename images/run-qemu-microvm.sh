@@ -67,7 +67,7 @@ mode="$("$MINIVMM_IMAGES_DIR/detect-kvm.sh")"
 
 # Inputs are prepared where apt and the CPU are fast, i.e. before any nesting.
 if [[ -z $kernel ]]; then
-  eval "$("$MINIVMM_IMAGES_DIR/fetch-kernel.sh" cloud)"
+  load_kernel cloud
   kernel="$KERNEL_IMAGE"
 fi
 [[ -n $initrd ]] || initrd="$("$MINIVMM_IMAGES_DIR/build-initramfs.sh")"

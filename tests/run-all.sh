@@ -3,9 +3,20 @@
 #   1. builds with g++ and -Werror and runs all CTest tests (unit, KVM, end-to-end);
 #   2. builds with clang, ASan and UBSan and runs the same unit tests under the sanitizers;
 #   3. runs each libFuzzer target for a bounded time (MINIVMM_FUZZ_SECONDS, default 30).
+#   --fresh-machine: 4. also runs the README's first command on a pristine Debian root
+#   (tests/fresh-machine.sh --command default), as CI does on every submission.
 # Ends with one summary line "summary: N passed, M failed". Exit status 0 only if all passed.
 # Build trees go to $MINIVMM_BUILD (default: <repo>/build).
 set -uo pipefail
+
+fresh=0
+for a in "$@"; do
+  case "$a" in
+    --fresh-machine) fresh=1 ;;
+    -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run-all: error: unknown argument '$a' (see --help)" >&2; exit 2 ;;
+  esac
+done
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${MINIVMM_BUILD:-$root/build}
@@ -47,7 +58,9 @@ record_ctest() {  # record_ctest NAME LOG STATUS
 }
 
 step "dependencies"
-"$root/tests/install-deps.sh" || { echo "summary: 0 passed, 1 failed"; exit 1; }
+groups=(core)
+[[ $fresh == 1 ]] && groups+=(fresh)
+"$root/tests/install-deps.sh" "${groups[@]}" || { echo "summary: 0 passed, 1 failed"; exit 1; }
 
 step "g++ build (-Werror) and CTest"
 cmake -S "$root" -B "$build/gcc" -DMINIVMM_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
@@ -89,6 +102,12 @@ if [[ $status -eq 0 ]]; then
     [[ $status -eq 0 ]] || tail -n 40 "$corpus.log"
     record "$name" $status
   done
+fi
+
+if [[ $fresh == 1 ]]; then
+  step "fresh machine: the README's first command on a pristine Debian root"
+  "$root/tests/fresh-machine.sh" --command default
+  record "fresh machine (README command 1)" $?
 fi
 
 echo

@@ -12,11 +12,20 @@ MINIVMM_IMAGES_CACHE="${MINIVMM_CACHE:-${HOME:-/root}/.cache/minivmm}/images"
 log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 die() { printf '[%s] error: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
 
-# need CMD PACKAGE: fail with an install hint when a tool is missing.
+# need CMD PACKAGE: stop with one line naming the package when a tool is missing. Every
+# package named here is in the list of tests/install-deps.sh, which installs them all.
 need() {
   command -v "$1" >/dev/null 2>&1 && return 0
   [[ -x "/usr/sbin/$1" || -x "/sbin/$1" ]] && return 0
-  die "'$1' not found; install it with: apt-get install -y $2"
+  die "'$1' not found (Debian package $2); install it with tests/install-deps.sh or apt-get install -y $2"
+}
+
+# load_kernel FLAVOUR: run fetch-kernel.sh FLAVOUR and set its KERNEL_* variables here, or
+# stop the calling script when it fails (`eval "$(fetch-kernel.sh)"` would go on without them).
+load_kernel() {
+  local vars
+  vars="$("$MINIVMM_IMAGES_DIR/fetch-kernel.sh" "$1")" || die "fetch-kernel.sh $1 failed (see above)"
+  eval "$vars"
 }
 
 # Short content hash of files/strings given on stdin.
@@ -45,7 +54,7 @@ busybox_path() {
       return 0
     fi
   done
-  die "a statically linked busybox is needed; install it with: apt-get install -y busybox-static"
+  die "a statically linked busybox is needed (Debian package busybox-static); install it with tests/install-deps.sh or apt-get install -y busybox-static"
 }
 
 file_is_static() {

@@ -62,7 +62,7 @@ quiet="${MINIVMM_NESTED_QUIET:-0}"
 t_start="$(date +%s.%N)"
 
 # --- nested host kernel and initramfs (cached) ------------------------------
-eval "$("$MINIVMM_IMAGES_DIR/fetch-kernel.sh" host)"
+load_kernel host
 host_modules="virtio_pci 9p 9pnet_virtio virtio_console kvm_amd"
 init="$MINIVMM_IMAGES_DIR/nested/init-host.sh"
 key="$({

@@ -13,7 +13,7 @@
 # 3. ONE `images/with-kvm.sh bash tests/e2e/suite.sh ...`: directly on hardware
 #    KVM, else in the nested KVM host, which then boots only once for all cases.
 #
-# Environment: MINIVMM_E2E_ONLY="boot disk persist readonly multi reboot panic
+# Environment: MINIVMM_E2E_ONLY="boot disk persist readonly multi reboot panic clean
 #   minimal" (subset), MINIVMM_E2E_MINIMAL=0 (skip the minimal kernel, loudly),
 #   MINIVMM_E2E_MINIMAL_TIMEOUT (s to wait for building it, default 600; past that
 #   the case is skipped and the build goes on in the background),
@@ -26,6 +26,8 @@
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 images="$root/images"
+# shellcheck source=../../images/lib/common.sh
+source "$images/lib/common.sh"
 say() { echo "e2e: $*"; }
 die() { echo "e2e: error: $*" >&2; exit 2; }
 
@@ -35,7 +37,7 @@ vmm="$(realpath -e "$1" 2>/dev/null)" || die "$1 does not exist"
 t0=$SECONDS
 
 # --- inputs, on the host ---------------------------------------------------------
-eval "$("$images/fetch-kernel.sh" cloud)" || die "fetch-kernel.sh cloud failed"
+load_kernel cloud
 initrd="$("$images/build-initramfs.sh" | tail -n1)" || die "build-initramfs.sh failed"
 template="$("$images/build-disk.sh" --size 64M | tail -n1)" || die "build-disk.sh failed"
 say "inputs: kernel $KERNEL_IMAGE ($KERNEL_VERSION), initramfs $initrd, disk template $template"
