@@ -111,6 +111,7 @@ Figures run_device(const std::string& path, uint64_t file_size, const Pattern& p
   test::FakeGuestMemory guest(ram, std::nullopt, /*huge_pages=*/true);
   test::DriverQueue dq(guest, kQueueSize, kRings);
   std::vector<virtio::Queue> queues(1, virtio::Queue(kQueueSize));
+  std::vector<virtio::EventFd> events(1);  // the transport's queue event
   EventFdInterrupt irq;
 
   devices::BlockConfig cfg;
@@ -122,7 +123,7 @@ Figures run_device(const std::string& path, uint64_t file_size, const Pattern& p
   devices::VirtioBlock dev(cfg);
   dq.configure(queues[0], /*event_idx=*/true, /*indirect=*/true);
   dev.set_acked_features(dev.device_features());
-  if (auto err = dev.activate(virtio::ActivateContext{guest.mem(), queues, irq})) {
+  if (auto err = dev.activate(virtio::ActivateContext{guest.mem(), queues, events, irq})) {
     std::fprintf(stderr, "activate: %s\n", err->message.c_str());
     return {};
   }
@@ -158,7 +159,7 @@ Figures run_device(const std::string& path, uint64_t file_size, const Pattern& p
     const uint16_t new_idx = dq.avail_idx();
     const uint16_t event = dq.avail_event();
     if (static_cast<uint16_t>(new_idx - event - 1) < static_cast<uint16_t>(new_idx - old_idx)) {
-      dev.queue_notify(0);
+      events[0].signal();
     }
   };
 

@@ -1,8 +1,11 @@
-// EventFd and EventLoop: the small epoll loop that device I/O threads run.
+// EventLoop: the small epoll loop that device workers and the main thread run.
 //
-// EventFd owns a non-blocking eventfd (a queue notification registered with
-// KVM_IOEVENTFD, a backend's completion fd, a stop request). EventLoop dispatches
-// readable fds to handlers, level-triggered, until stop().
+// Each entry is an fd with an interest set (kIn, kOut) and a handler that is told which
+// events fired (kIn, kOut, kHangup, kError). Level-triggered: a handler that leaves data
+// unread is called again on the next wake-up. Entries can be added, changed (modify()) and
+// removed from inside any handler, including their own: a removed entry's handler is not
+// called again, not even for an event already fetched in the same wake-up, and its
+// std::function lives until that wake-up's dispatch is over.
 //
 // Busy polling (what QEMU's IOThreads do with poll-max-ns): with a Poller set, after the
 // loop handled a wake-up it keeps looking for more work -- through the Poller and through
@@ -11,39 +14,19 @@
 // budget is then served without a wake-up of this thread, and, with the Poller's
 // notifications off while it polls, without having to notify at all.
 //
-// Threads: EventFd::signal() from any thread. EventLoop::add()/remove() from the loop's
-// own thread or before run() starts; run()/run_once() on the loop thread; stop() from any
-// thread.
+// Threads: add()/modify()/remove() from the loop's own thread or before run() starts;
+// run()/run_once() on the loop thread; stop() from any thread.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
+#include "virtio/event_fd.h"
+
 namespace minivmm::devices {
-
-class EventFd {
- public:
-  // Throws std::system_error when the eventfd cannot be created (a host problem).
-  EventFd();
-  ~EventFd();
-  EventFd(EventFd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-  EventFd& operator=(EventFd&& other) noexcept;
-  EventFd(const EventFd&) = delete;
-  EventFd& operator=(const EventFd&) = delete;
-
-  int fd() const { return fd_; }
-  // Adds `n` to the counter (wakes the reader).
-  void signal(uint64_t n = 1) const;
-  // Reads and resets the counter; 0 when it was already zero.
-  uint64_t consume() const;
-  // Waits until the counter is nonzero (or `timeout_ms` passes, -1 = forever); true if so.
-  bool wait(int timeout_ms) const;
-
- private:
-  int fd_ = -1;
-};
 
 // Work the loop can find by looking instead of being woken (a virtqueue's avail ring).
 // Called on the loop's thread.
@@ -61,7 +44,12 @@ class Poller {
 
 class EventLoop {
  public:
-  using Handler = std::function<void()>;
+  // Interest (add, modify) and fired events (the handler's argument).
+  static constexpr uint32_t kIn = 1u << 0;      // readable
+  static constexpr uint32_t kOut = 1u << 1;     // writable
+  static constexpr uint32_t kHangup = 1u << 2;  // fired only: the peer closed
+  static constexpr uint32_t kError = 1u << 3;   // fired only: an error on the fd
+  using Handler = std::function<void(uint32_t events)>;
 
   // Throws std::system_error when epoll cannot be set up.
   EventLoop();
@@ -69,9 +57,16 @@ class EventLoop {
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
 
-  // Calls `handler` whenever `fd` is readable. The fd must stay open until removed.
-  void add(int fd, Handler handler);
+  // Calls `handler` when `fd` has any of the `interest` events (kHangup and kError are
+  // always reported). The fd must stay open until removed. Throws std::system_error when
+  // epoll refuses the fd (already added, not pollable).
+  void add(int fd, uint32_t interest, Handler handler);
+  // Changes the interest of an added fd; 0 keeps it added without waking for it (hangups
+  // and errors still wake). Throws std::system_error when epoll refuses.
+  void modify(int fd, uint32_t interest);
+  // Removes `fd`; nothing when it was not added.
   void remove(int fd);
+  size_t size() const;  // entries added and not removed
 
   // Polls with `poller` for up to `budget` after each wake-up (zero: never). Call before
   // run(); the poller must outlive it.
@@ -93,15 +88,26 @@ class EventLoop {
     int fd;
     Handler handler;
   };
+  // Entries live in slots; the epoll key is (generation << 32 | slot index), so that an
+  // event fetched for a removed entry never reaches one added later into the same slot.
+  struct Slot {
+    std::unique_ptr<Entry> entry;
+    uint32_t generation = 0;
+  };
+  Slot* find(int fd);
   // One polling phase: see the file comment.
   void poll();
 
   int epoll_fd_ = -1;
   Poller* poller_ = nullptr;
   std::chrono::microseconds poll_budget_{0};
-  EventFd stop_;
+  virtio::EventFd stop_;
   bool stopped_ = false;
-  std::vector<Entry> entries_;  // index + 1 is the epoll data; 0 is the stop fd
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_slots_;
+  bool dispatching_ = false;
+  // Entries removed during a dispatch, destroyed when it is over.
+  std::vector<std::unique_ptr<Entry>> removed_;
 };
 
 }  // namespace minivmm::devices

@@ -53,7 +53,7 @@ class UringBackend final : public DiskBackend {
   io_uring ring_{};
   bool ring_ok_ = false;
   bool defer_taskrun_ = false;  // IORING_SETUP_DEFER_TASKRUN: reap() runs the task work
-  EventFd efd_;
+  virtio::EventFd efd_;
   size_t in_flight_ = 0;
   std::vector<std::pair<DiskOp*, int64_t>> cqes_;
   std::vector<DiskOp*> failed_;  // ops that got no SQE: completed with -EIO by reap()

@@ -6,8 +6,10 @@
 #include <bit>
 #include <chrono>
 #include <cstring>
-#include <future>
+#include <cerrno>
 #include <stdexcept>
+
+#include <unistd.h>
 
 #include "virtio/spec.h"
 
@@ -45,7 +47,6 @@ VirtioBlock::VirtioBlock(const BlockConfig& config)
                  cfg_.serial, kBlkIdBytes);
   }
   queue_sizes_.assign(cfg_.num_queues, cfg_.queue_size);
-  queue_efds_.resize(cfg_.num_queues);
   slots_.resize(cfg_.num_queues);
   for (uint16_t q = 0; q < cfg_.num_queues; ++q) {
     slots_[q].resize(cfg_.queue_size);
@@ -100,18 +101,9 @@ void VirtioBlock::write_config(uint64_t offset, std::span<const uint8_t> data) {
   (void)data;
 }
 
-int VirtioBlock::queue_eventfd(uint16_t queue_index) const {
-  if (queue_index >= queue_efds_.size()) return -1;
-  return queue_efds_[queue_index].fd();
-}
-
-void VirtioBlock::queue_notify(uint16_t queue_index) {
-  if (queue_index < queue_efds_.size()) queue_efds_[queue_index].signal();
-}
-
 std::optional<virtio::ActivateError> VirtioBlock::activate(const virtio::ActivateContext& ctx) {
-  if (active_) return virtio::ActivateError{"virtio-blk: already active"};
-  if (ctx.queues.size() != cfg_.num_queues) {
+  if (worker_.running()) return virtio::ActivateError{"virtio-blk: already active"};
+  if (ctx.queues.size() != cfg_.num_queues || ctx.queue_events.size() != cfg_.num_queues) {
     return virtio::ActivateError{"virtio-blk: expected " + std::to_string(cfg_.num_queues) +
                                  " queues, got " + std::to_string(ctx.queues.size())};
   }
@@ -133,85 +125,61 @@ std::optional<virtio::ActivateError> VirtioBlock::activate(const virtio::Activat
   writethrough_ = !virtio::has_feature(acked_features_, kBlkFFlush);
   stopping_ = false;
   polling_ = false;
-  broken_.assign(cfg_.num_queues, 0);
   stalled_.assign(cfg_.num_queues, 0);
   dirty_.assign(cfg_.num_queues, 0);
 
+  VirtioWorker::Hooks hooks;
+  hooks.on_start = [this](EventLoop& loop) { start_backend(loop); };
+  hooks.on_queue = [this](uint16_t q) {
+    process_queue(q);
+    flush_notifications();
+  };
+  hooks.on_stop = [this] { stop_backend(); };
+  hooks.poller = this;
+  hooks.poll_budget = std::chrono::microseconds(cfg_.poll_us);
   try {
-    loop_ = std::make_unique<EventLoop>();
-    loop_->set_poller(this, std::chrono::microseconds(cfg_.poll_us));
-    for (uint16_t q = 0; q < cfg_.num_queues; ++q) {
-      loop_->add(queue_efds_[q].fd(), [this, q] {
-        queue_efds_[q].consume();
-        process_queue(q);
-        flush_notifications();
-      });
-    }
-    // The backend is made on the I/O thread (io_uring's single-issuer mode wants its
-    // submitter to be its creator); wait until it exists.
-    std::promise<void> started;
-    auto ready = started.get_future();
-    thread_ = std::thread([this, &started] { io_thread(started); });
-    try {
-      ready.get();
-    } catch (...) {
-      thread_.join();
-      throw;
-    }
+    worker_.start("blk", "virtio-blk " + cfg_.path, ctx, std::move(hooks));
   } catch (const std::exception& e) {
-    loop_.reset();
     mem_ = nullptr;
     interrupt_ = nullptr;
     queues_ = {};
     return virtio::ActivateError{std::string("virtio-blk: cannot start the I/O thread: ") +
                                  e.what()};
   }
-  active_ = true;
   return std::nullopt;
 }
 
 void VirtioBlock::reset() {
-  if (!active_) return;
-  loop_->stop();
-  thread_.join();  // the thread waits for in-flight I/O before it returns
-  loop_.reset();
+  worker_.stop();  // the worker waits for in-flight I/O before it ends
   mem_ = nullptr;
   interrupt_ = nullptr;
   queues_ = {};
   acked_features_ = 0;
-  active_ = false;
 }
 
-void VirtioBlock::io_thread(std::promise<void>& started) {
-  try {
-    backend_ = make_backend(cfg_, image_);
-    backend_name_ = backend_->name();
-    if (backend_->completion_fd() >= 0) {
-      loop_->add(backend_->completion_fd(), [this] {
-        reap_completions();
-        for (uint16_t q = 0; q < cfg_.num_queues; ++q) {
-          if (stalled_[q]) process_queue(q);
-        }
-        flush_notifications();
-      });
+void VirtioBlock::sync_to_host() {
+  if (image_.read_only()) return;
+  if (::fdatasync(image_.fd()) != 0) {
+    spdlog::warn("disk {}: flush failed: {}", cfg_.path, std::strerror(errno));
+  }
+}
+
+void VirtioBlock::start_backend(EventLoop& loop) {
+  backend_ = make_backend(cfg_, image_);
+  backend_name_ = backend_->name();
+  if (backend_->completion_fd() < 0) return;
+  loop.add(backend_->completion_fd(), EventLoop::kIn, [this](uint32_t) {
+    reap_completions();
+    for (uint16_t q = 0; q < cfg_.num_queues; ++q) {
+      if (stalled_[q]) process_queue(q);
     }
-  } catch (...) {
-    backend_.reset();
-    started.set_exception(std::current_exception());
-    return;
-  }
-  started.set_value();  // `started` is gone after this
-  try {
-    // Work made available before activation (or while a previous loop was stopping).
-    for (uint16_t q = 0; q < cfg_.num_queues; ++q) process_queue(q);
     flush_notifications();
-    loop_->run();
-  } catch (const std::exception& e) {
-    spdlog::error("virtio-blk {}: I/O thread failed: {}", cfg_.path, e.what());
-    interrupt_->set_needs_reset();
-  }
-  // Reset: nothing more goes to the used rings, but the kernel may still be writing into
-  // guest buffers, so wait for every op before letting the references go.
+  });
+}
+
+// Reset: nothing more goes to the used rings, but the kernel may still be writing into
+// guest buffers, so wait for every op before letting the references go.
+void VirtioBlock::stop_backend() {
   stopping_ = true;
   try {
     backend_->drain(on_complete_fn_);
@@ -237,14 +205,14 @@ void VirtioBlock::process_queue(uint16_t q) {
   virtio::Queue& queue = queues_[q];
   // A queue the driver never enabled is legal (Linux uses min(num_queues, CPUs) of them);
   // the device must not touch it (virtio 1.2 §4.2.2).
-  if (broken_[q] || stopping_ || !queue.ready()) return;
+  if (worker_.broken(q) || stopping_ || !queue.ready()) return;
   stalled_[q] = 0;
   while (true) {
     if (auto r = queue.disable_notification(*mem_); !r) {
-      return mark_broken(q, virtio::to_string(r.error()));
+      return worker_.mark_broken(q, virtio::to_string(r.error()));
     }
     auto it = queue.iter(*mem_);
-    if (!it) return mark_broken(q, virtio::to_string(it.error()));
+    if (!it) return worker_.mark_broken(q, virtio::to_string(it.error()));
     while (true) {
       if (!backend_->has_capacity()) {
         stalled_[q] = 1;  // resumed when completions make room
@@ -253,13 +221,13 @@ void VirtioBlock::process_queue(uint16_t q) {
       auto chain = it->next();
       if (!chain) break;
       handle_chain(q, std::move(*chain));
-      if (broken_[q]) break;
+      if (worker_.broken(q)) break;
       backend_->submit();
     }
     if (backend_->completion_fd() < 0) reap_completions();
-    if (broken_[q] || stalled_[q] || polling_) return;
+    if (worker_.broken(q) || stalled_[q] || polling_) return;
     auto more = queue.enable_notification(*mem_);
-    if (!more) return mark_broken(q, virtio::to_string(more.error()));
+    if (!more) return worker_.mark_broken(q, virtio::to_string(more.error()));
     if (!*more) return;
   }
 }
@@ -271,9 +239,9 @@ void VirtioBlock::process_queue(uint16_t q) {
 void VirtioBlock::poll_begin() {
   polling_ = true;
   for (uint16_t q = 0; q < cfg_.num_queues; ++q) {
-    if (broken_[q] || !queues_[q].ready()) continue;
+    if (worker_.broken(q) || !queues_[q].ready()) continue;
     if (auto r = queues_[q].disable_notification(*mem_); !r) {
-      mark_broken(q, virtio::to_string(r.error()));
+      worker_.mark_broken(q, virtio::to_string(r.error()));
     }
   }
 }
@@ -282,7 +250,7 @@ bool VirtioBlock::poll() {
   bool found = false;
   for (uint16_t q = 0; q < cfg_.num_queues; ++q) {
     // A stalled queue waits for completions; the completion handler resumes it.
-    if (broken_[q] || stalled_[q] || !queues_[q].ready()) continue;
+    if (worker_.broken(q) || stalled_[q] || !queues_[q].ready()) continue;
     auto pending = queues_[q].pending(*mem_);
     if (pending && *pending == 0) continue;
     process_queue(q);  // also when pending() failed: it marks the queue broken
@@ -294,14 +262,15 @@ bool VirtioBlock::poll() {
 
 void VirtioBlock::poll_end() {
   polling_ = false;
-  if (loop_->stop_requested()) return;  // reset: the queues are about to go
+  if (worker_.loop().stop_requested()) return;  // reset: the queues are about to go
   for (uint16_t q = 0; q < cfg_.num_queues; ++q) process_queue(q);
   flush_notifications();
 }
 
 void VirtioBlock::handle_chain(uint16_t q, DescriptorChain chain) {
   if (!chain.must_be_used()) {
-    return mark_broken(q, virtio::to_string(chain.error().value_or(virtio::Error::kInvalidHead)));
+    return worker_.mark_broken(
+        q, virtio::to_string(chain.error().value_or(virtio::Error::kInvalidHead)));
   }
   Slot& s = slots_[q][chain.head_index()];
   const ParseOutcome outcome = parse_into(chain, *mem_, props_, s.req);
@@ -378,7 +347,7 @@ void VirtioBlock::on_complete(DiskOp& op, int64_t result) {
 // virtio 1.2 §5.2.6: write the status, then return the chain with the number of bytes
 // written to the guest (data + status) as the used length.
 void VirtioBlock::finish(Slot& s, uint8_t status, uint32_t written) {
-  if (broken_[s.queue]) return;
+  if (worker_.broken(s.queue)) return;
   uint32_t used_len = 0;
   if (s.req.status != nullptr) {
     *s.req.status = status;
@@ -386,7 +355,7 @@ void VirtioBlock::finish(Slot& s, uint8_t status, uint32_t written) {
   }
   // add_used publishes used->idx with release semantics, after the status byte.
   auto r = queues_[s.queue].add_used(*mem_, s.head, used_len);
-  if (!r) return mark_broken(s.queue, virtio::to_string(r.error()));
+  if (!r) return worker_.mark_broken(s.queue, virtio::to_string(r.error()));
   dirty_[s.queue] = 1;
 }
 
@@ -399,24 +368,16 @@ void VirtioBlock::reap_completions() {
 void VirtioBlock::flush_notifications() {
   bool signal = false;
   for (uint16_t q = 0; q < cfg_.num_queues; ++q) {
-    if (!dirty_[q] || broken_[q]) continue;
+    if (!dirty_[q] || worker_.broken(q)) continue;
     dirty_[q] = 0;
     auto needed = queues_[q].needs_notification(*mem_);
     if (!needed) {
-      mark_broken(q, virtio::to_string(needed.error()));
+      worker_.mark_broken(q, virtio::to_string(needed.error()));
       continue;
     }
     signal = signal || *needed;
   }
   if (signal) interrupt_->signal(virtio::kInterruptUsedBuffer);
-}
-
-void VirtioBlock::mark_broken(uint16_t q, const char* why) {
-  if (broken_[q]) return;
-  broken_[q] = 1;
-  spdlog::warn("virtio-blk {}: queue {} is broken ({}); the device needs a reset", cfg_.path, q,
-               why);
-  interrupt_->set_needs_reset();
 }
 
 }  // namespace minivmm::devices

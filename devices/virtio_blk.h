@@ -1,29 +1,28 @@
 // VirtioBlock: the virtio-blk device (virtio 1.2 §5.2) on the in-tree Queue and
-// VirtioDevice, with its disk image, a disk backend (io_uring or synchronous) and an I/O
-// thread.
+// VirtioDevice, with its disk image, a disk backend (io_uring or synchronous) and a
+// VirtioWorker, its I/O thread (thread class "blk").
 //
-// Owns: the DiskImage (opened and locked at construction), one eventfd per queue (for
-// KVM_IOEVENTFD), and while active the I/O thread with its EventLoop and disk backend. Each
-// request is parsed by `parse_into` (devices/virtio_blk_request.h), executed on the
-// backend with iovecs pointing into guest memory, and returned to the used ring only after
-// the backend finished it; the status byte is written whenever it is reachable.
+// Owns: the DiskImage (opened and locked at construction), and while active the worker
+// with the disk backend, which the worker thread makes (io_uring's single-issuer mode wants
+// its creator to submit). Each request is parsed by `parse_into`
+// (devices/virtio_blk_request.h), executed on the backend with iovecs pointing into guest
+// memory, and returned to the used ring only after the backend finished it; the status byte
+// is written whenever it is reachable. Requests complete asynchronously, so the device runs
+// its own queue loop (process_queue) instead of VirtioWorker::serve().
 //
 // Threads: the VirtioDevice methods are called by the transport on a vCPU thread
-// (serialised by it); queue_notify() and queue_eventfd() from any thread. Between
-// activate() and reset() the I/O thread alone touches the queues, the backend and guest
-// memory. reset() stops the I/O thread after in-flight I/O completed; the device can then
-// be activated again.
+// (serialised by it) or by the VMM's main thread. Between activate() and reset() the worker
+// alone touches the queues, the backend and guest memory. reset() stops the worker after
+// in-flight I/O completed; the device can then be activated again.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <future>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -31,6 +30,7 @@
 #include "devices/disk_image.h"
 #include "devices/event_loop.h"
 #include "devices/virtio_blk_request.h"
+#include "devices/virtio_worker.h"
 #include "virtio/virtio_device.h"
 
 namespace minivmm::devices {
@@ -123,13 +123,9 @@ class VirtioBlock final : public virtio::VirtioDevice, private Poller {
   void read_config(uint64_t offset, std::span<uint8_t> data) const override;
   void write_config(uint64_t offset, std::span<const uint8_t> data) override;
   std::optional<virtio::ActivateError> activate(const virtio::ActivateContext& ctx) override;
-  // Signals the queue's eventfd; the I/O thread does the work.
-  void queue_notify(uint16_t queue_index) override;
   void reset() override;
-
-  // The eventfd to register with KVM_IOEVENTFD for QueueNotify == `queue_index`; -1 when out
-  // of range. Valid for the device's lifetime, across resets.
-  int queue_eventfd(uint16_t queue_index) const;
+  // fdatasync of a writable image.
+  void sync_to_host() override;
   // A queue broken by the driver (avail index too far, a bad head, rings outside RAM) is
   // reported from the I/O thread through VirtioInterrupt::set_needs_reset().
 
@@ -137,7 +133,7 @@ class VirtioBlock final : public virtio::VirtioDevice, private Poller {
   // "io_uring" or "sync" once activated ("none" before): io_uring falls back to sync where
   // the kernel refuses it.
   const char* backend_name() const { return backend_name_; }
-  bool active() const { return active_; }
+  bool active() const { return worker_.running(); }
 
  private:
   // Per (queue, head): the request being executed. One DiskOp at a time; segments and the
@@ -153,7 +149,8 @@ class VirtioBlock final : public virtio::VirtioDevice, private Poller {
     bool flushing = false;  // the write-through fdatasync of a write is running
   };
 
-  void io_thread(std::promise<void>& started);
+  void start_backend(EventLoop& loop);  // worker hooks
+  void stop_backend();
   void process_queue(uint16_t q);
   // Poller: the avail rings, with notifications off while the I/O thread polls.
   void poll_begin() override;
@@ -165,21 +162,18 @@ class VirtioBlock final : public virtio::VirtioDevice, private Poller {
   void finish(Slot& s, uint8_t status, uint32_t written);
   void reap_completions();
   void flush_notifications();
-  void mark_broken(uint16_t q, const char* why);
 
   BlockConfig cfg_;
   DiskImage image_;
   std::unique_ptr<DiskBackend> backend_;  // made and destroyed by the I/O thread
   const char* backend_name_ = "none";
   std::vector<uint16_t> queue_sizes_;
-  std::vector<EventFd> queue_efds_;
   VirtioBlkConfig config_{};
   uint64_t device_features_ = 0;
   uint64_t acked_features_ = 0;
   DiskBackend::CompletionFn on_complete_fn_;
 
   // Set by activate(), cleared by reset(); used by the I/O thread in between.
-  bool active_ = false;
   const virtio::GuestMemory* mem_ = nullptr;
   std::span<virtio::Queue> queues_;
   virtio::VirtioInterrupt* interrupt_ = nullptr;
@@ -188,9 +182,8 @@ class VirtioBlock final : public virtio::VirtioDevice, private Poller {
   bool stopping_ = false;
   bool polling_ = false;  // between poll_begin() and poll_end(): notifications stay off
   std::vector<std::vector<Slot>> slots_;  // [queue][head]
-  std::vector<uint8_t> broken_, stalled_, dirty_;
-  std::unique_ptr<EventLoop> loop_;
-  std::thread thread_;
+  std::vector<uint8_t> stalled_, dirty_;
+  VirtioWorker worker_;  // last: stopped first when the device is destroyed
 };
 
 }  // namespace minivmm::devices

@@ -70,6 +70,7 @@ VirtioMmioTransport::VirtioMmioTransport(std::shared_ptr<virtio::VirtioDevice> d
     }
     queues_.emplace_back(max_size);
   }
+  queue_events_.resize(queues_.size());
 }
 
 VirtioMmioTransport::~VirtioMmioTransport() {
@@ -195,11 +196,7 @@ void VirtioMmioTransport::write_register(uint64_t offset, uint32_t value) {
         ignore();
         return;
       }
-      if (notify_handler_) {
-        notify_handler_(static_cast<uint16_t>(value));
-      } else {
-        device_->queue_notify(static_cast<uint16_t>(value));
-      }
+      queue_events_[value].signal();  // what KVM does when the ioeventfd is registered
       return;
     case kRegInterruptAck:
       interrupt_status_.fetch_and(~value, std::memory_order_acq_rel);
@@ -342,7 +339,8 @@ void VirtioMmioTransport::activate() {
       q.set_event_idx(virtio::has_feature(acked, virtio::kFEventIdx));
       q.set_indirect(virtio::has_feature(acked, virtio::kFIndirectDesc));
     }
-    auto failure = device_->activate(virtio::ActivateContext{mem_, queues_, *this});
+    auto failure =
+        device_->activate(virtio::ActivateContext{mem_, queues_, queue_events_, *this});
     if (failure) error = failure->message;
   }
   if (error.empty()) {
@@ -373,11 +371,6 @@ void VirtioMmioTransport::signal(uint32_t reason) {
   // that sees the bit (the IrqLine's eventfd write is a barrier as well).
   interrupt_status_.fetch_or(reason, std::memory_order_acq_rel);
   irq_.trigger();
-}
-
-void VirtioMmioTransport::set_notify_handler(std::function<void(uint16_t)> handler) {
-  std::lock_guard lock(mutex_);
-  notify_handler_ = std::move(handler);
 }
 
 void VirtioMmioTransport::set_error_handler(std::function<void(const std::string&)> handler) {

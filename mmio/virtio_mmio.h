@@ -11,13 +11,13 @@
 //
 // Threads:
 //  - read() / write(): vCPU threads, several at once. One mutex serialises the register
-//    file and every call into the device (config, set_acked_features, activate, reset,
-//    queue_notify), as VirtioDevice requires. Device code called from here must not call
+//    file and every call into the device (config, set_acked_features, activate, reset),
+//    as VirtioDevice requires. Device code called from here must not call
 //    read() / write() on this transport.
 //  - signal() / set_needs_reset(): any thread, typically the device's I/O thread. They
 //    are lock-free (atomics), so a device may use them while a vCPU holds the mutex in
 //    VirtioDevice::reset() waiting for that same I/O thread to stop.
-//  - set_notify_handler() / set_error_handler(): the main thread during setup.
+//  - set_error_handler(), queue_event_fd(): the main thread during setup.
 #pragma once
 
 #include <atomic>
@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "mmio/bus.h"
+#include "virtio/event_fd.h"
 #include "virtio/guest_memory.h"
 #include "virtio/interrupt.h"
 #include "virtio/queue.h"
@@ -75,7 +76,8 @@ class VirtioMmioTransport final : public BusDevice, public virtio::VirtioInterru
   // Our own vendor ID: the bytes "MMVM" (QEMU uses "QEMU", 0x554d4551). Linux matches
   // drivers on the device ID only.
   static constexpr uint32_t kVendorId = 0x4d564d4d;
-  // Where the VMM registers the per-queue KVM_IOEVENTFD (4 bytes, datamatch = queue index).
+  // Where the VMM registers each queue_event_fd() with KVM_IOEVENTFD (4 bytes, datamatch =
+  // queue index).
   static constexpr uint64_t kQueueNotifyOffset = kRegQueueNotify;
   static constexpr uint64_t kConfigOffset = kRegConfig;
   // The bus window of one device: registers plus config space.
@@ -107,11 +109,11 @@ class VirtioMmioTransport final : public BusDevice, public virtio::VirtioInterru
   // interrupt. Returns whether it did. The device should stop using its queues.
   bool set_needs_reset() override;
 
-  // What a QueueNotify write does, called with the queue index (already range-checked)
-  // while the device is active, under the transport's mutex. The default, and what an
-  // empty function restores, calls device->queue_notify(index). When the VMM registers
-  // KVM_IOEVENTFDs at kQueueNotifyOffset these writes never reach user space.
-  void set_notify_handler(std::function<void(uint16_t)> handler);
+  // The eventfd of queue `index` (< num_queues()) that the device is notified through
+  // (ActivateContext::queue_events). A QueueNotify write that reaches the transport
+  // signals it; the VMM registers it with KVM_IOEVENTFD so that notifications skip user
+  // space. Valid for the transport's lifetime.
+  int queue_event_fd(size_t index) const { return queue_events_.at(index).fd(); }
   // Receives a message when activation fails (for the VMM's log). Called under the mutex.
   void set_error_handler(std::function<void(const std::string&)> handler);
 
@@ -146,12 +148,12 @@ class VirtioMmioTransport final : public BusDevice, public virtio::VirtioInterru
   // Guarded by mutex_. After DRIVER_OK the device's I/O thread owns the queues; the
   // transport then only reads max_size() and ready(), which the device never changes.
   std::vector<virtio::Queue> queues_;
+  std::vector<virtio::EventFd> queue_events_;  // one per queue, never changed after setup
   uint32_t device_features_sel_ = 0;
   uint32_t driver_features_sel_ = 0;
   uint64_t driver_features_ = 0;
   uint32_t queue_sel_ = 0;
   bool activated_ = false;  // activate() succeeded and reset() has not been called since
-  std::function<void(uint16_t)> notify_handler_;
   std::function<void(const std::string&)> error_handler_;
 
   // Written under mutex_ by vCPUs, and by set_needs_reset() / signal() from any thread.

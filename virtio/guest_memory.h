@@ -1,8 +1,8 @@
 // GuestMemory: the VMM's view of guest physical RAM as a set of host-mapped regions.
 //
 // Every access to guest memory in the VMM goes through `translate`, which checks that
-// [addr, addr + len) lies entirely inside one region without wrapping (DESIGN.md
-// "Guest-facing rules"). The object does not own the mappings; the VMM's RAM regions do,
+// [addr, addr + len) lies entirely inside one region without wrapping (docs/architecture.md
+// "Facing the guest"). The object does not own the mappings; the VMM's RAM regions do,
 // and they outlive every GuestMemory that points into them. Immutable after construction,
 // so any thread may use it concurrently (the guest may of course change the bytes).
 #pragma once

@@ -15,6 +15,7 @@
 #include <span>
 #include <string>
 
+#include "virtio/event_fd.h"
 #include "virtio/guest_memory.h"
 #include "virtio/interrupt.h"
 #include "virtio/queue.h"
@@ -26,6 +27,10 @@ namespace minivmm::virtio {
 struct ActivateContext {
   const GuestMemory& mem;
   std::span<Queue> queues;  // already validated; features applied
+  // One per queue, owned by the transport: signalled for each driver notification of that
+  // queue (by KVM through an ioeventfd, or by the transport when QueueNotify is written).
+  // The only way a device learns of new buffers, besides polling the rings.
+  std::span<const EventFd> queue_events;
   VirtioInterrupt& interrupt;
 };
 
@@ -61,15 +66,14 @@ class VirtioDevice {
   // An error leaves the device inactive; the transport sets DEVICE_NEEDS_RESET.
   virtual std::optional<ActivateError> activate(const ActivateContext& ctx) = 0;
 
-  // A queue notification from the driver (QueueNotify written, or the queue's eventfd
-  // fired). The default implementation ignores it; devices that run an event loop over
-  // eventfds are notified that way instead.
-  virtual void queue_notify(uint16_t queue_index) { (void)queue_index; }
-
   // Stop all processing, wait for or cancel in-flight work, drop the references taken at
-  // activate(), and return to the pre-activation state. Must be safe to call when not
-  // activated. When it returns the transport may reset the queues.
+  // activate(), and return to the initial state: acked features cleared too. Must be safe
+  // to call when not activated. When it returns the transport may reset the queues.
   virtual void reset() = 0;
+
+  // The VM is stopping (after reset()): make what the guest wrote durable on the host (a
+  // disk's fdatasync). Errors are logged, not returned: the VM is done either way.
+  virtual void sync_to_host() {}
 };
 
 }  // namespace minivmm::virtio

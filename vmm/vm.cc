@@ -105,19 +105,19 @@ void write_all(int fd, const uint8_t* data, size_t len) {
 Vm::Vm(const VmConfig& config, std::chrono::steady_clock::time_point start) : start_(start) {
   // Cheap checks of user input first, so that bad files are reported even without KVM.
   read_images(config);
-  open_disks(config);
+  create_virtio_devices(config);
   open_kvm(config);
   setup_memory_and_boot(config);
   create_interrupt_controllers();
   setup_legacy_devices(config, start);
-  setup_disk_transports();
+  attach_virtio_devices();
   setup_vcpus(config);
 }
 
 Vm::~Vm() {
   stop_.request(StopReason::kError, "VMM shutting down");
   stop_vcpus();
-  teardown_disks();
+  detach_virtio_devices();
 }
 
 void Vm::read_images(const VmConfig& config) {
@@ -128,11 +128,27 @@ void Vm::read_images(const VmConfig& config) {
   if (config.initrd) initrd_image_ = read_file(*config.initrd, "initrd");
 }
 
-void Vm::open_disks(const VmConfig& config) {
-  if (config.disks.size() > boot::kMaxVirtioMmioDevices) {
-    throw VmError("at most " + std::to_string(boot::kMaxVirtioMmioDevices) + " disks are supported",
+void Vm::create_virtio_devices(const VmConfig& config) {
+  // Every device takes a window; disks first, so that they are vda, vdb, ... in order.
+  const size_t wanted = config.disks.size();
+  if (wanted > boot::kMaxVirtioMmioDevices) {
+    throw VmError("at most " + std::to_string(boot::kMaxVirtioMmioDevices) +
+                      " virtio devices fit in the virtio-mmio windows (disks and other devices "
+                      "together); this VM asks for " + std::to_string(wanted),
                   kExitUsage);
   }
+  open_disks(config);
+}
+
+void Vm::add_virtio_device(std::string name, std::shared_ptr<virtio::VirtioDevice> device) {
+  const auto window = boot::virtio_mmio_slot(static_cast<uint32_t>(virtio_.size()));
+  if (!window) throw VmError("no virtio-mmio window left for " + name, kExitUsage);
+  spdlog::debug("{}: virtio device type {}, virtio-mmio at {:#x} IRQ {}", name,
+                device->device_type(), window->base, window->irq);
+  virtio_.push_back(VirtioSlot{std::move(name), std::move(device), *window, nullptr, nullptr});
+}
+
+void Vm::open_disks(const VmConfig& config) {
   std::set<std::string> seen;
   for (size_t i = 0; i < config.disks.size(); ++i) {
     const DiskConfig& d = config.disks[i];
@@ -141,22 +157,17 @@ void Vm::open_disks(const VmConfig& config) {
       std::free(real);
       if (!fresh) throw VmError("disk image " + d.path + " is given more than once", kExitUsage);
     }
-    Disk disk;
+    std::shared_ptr<devices::VirtioBlock> disk;
     try {
-      disk.device = std::make_shared<devices::VirtioBlock>(block_config(d));
+      disk = std::make_shared<devices::VirtioBlock>(block_config(d));
     } catch (const devices::DiskImageError& e) {
       throw VmError(e.what(), kExitVmmError);
     } catch (const std::invalid_argument& e) {
       throw VmError("disk " + d.path + ": " + e.what(), kExitUsage);
     }
-    disk.slot = *boot::virtio_mmio_slot(static_cast<uint32_t>(i));
-    disk.path = d.path;
-    disk.writable = !d.readonly;
-    spdlog::debug("disk {}: {} sectors, engine {}, virtio-mmio at {:#x} IRQ {}", d.path,
-                  disk.device->config().capacity,
-                  d.engine == DiskEngine::kSync ? "sync" : "io_uring", disk.slot.base,
-                  disk.slot.irq);
-    disks_.push_back(std::move(disk));
+    spdlog::debug("disk {}: {} sectors, engine {}", d.path, disk->config().capacity,
+                  d.engine == DiskEngine::kSync ? "sync" : "io_uring");
+    add_virtio_device("disk " + d.path, std::move(disk));
   }
 }
 
@@ -209,7 +220,7 @@ void Vm::setup_memory_and_boot(const VmConfig& config) {
 
   std::string cmdline = config.cmdline;
   std::vector<boot::VirtioMmioDeviceInfo> slots;
-  for (const Disk& d : disks_) slots.push_back(d.slot);
+  for (const VirtioSlot& v : virtio_) slots.push_back(v.window);
   if (config.virtio_cmdline && !slots.empty()) {
     if (!cmdline.empty()) cmdline += ' ';
     cmdline += boot::virtio_mmio_cmdline(slots);
@@ -280,22 +291,22 @@ void Vm::setup_legacy_devices(const VmConfig& config, std::chrono::steady_clock:
   pio_bus_.insert(AcpiPowerControl::kBase, AcpiPowerControl::kLength, acpi_pm);
 }
 
-void Vm::setup_disk_transports() {
-  for (Disk& d : disks_) {
-    d.irq = std::make_unique<KvmIrqLine>(*vm_, d.slot.irq);
-    d.transport = std::make_shared<mmio::VirtioMmioTransport>(d.device, ram_->memory(), *d.irq);
-    d.transport->set_error_handler([path = d.path](const std::string& message) {
-      spdlog::warn("disk {}: {}", path, message);
-    });
-    if (!mmio_bus_.insert(d.slot.base, d.slot.size, d.transport)) {
-      throw VmError("virtio-mmio window overlap at " + std::to_string(d.slot.base), kExitVmmError);
+void Vm::attach_virtio_devices() {
+  for (VirtioSlot& v : virtio_) {
+    v.irq = std::make_unique<KvmIrqLine>(*vm_, v.window.irq);
+    v.transport = std::make_shared<mmio::VirtioMmioTransport>(v.device, ram_->memory(), *v.irq);
+    v.transport->set_error_handler(
+        [name = v.name](const std::string& message) { spdlog::warn("{}: {}", name, message); });
+    if (!mmio_bus_.insert(v.window.base, v.window.size, v.transport)) {
+      throw VmError("virtio-mmio window overlap at " + std::to_string(v.window.base),
+                    kExitVmmError);
     }
     // virtio 1.2 §4.2.3.3: the driver writes the queue index to QueueNotify. With one
-    // ioeventfd per queue (datamatch on the index) the notification reaches the device's I/O
-    // thread without an exit to user space.
-    const uint64_t notify = d.slot.base + mmio::VirtioMmioTransport::kQueueNotifyOffset;
-    for (uint16_t q = 0; q < d.device->queue_max_sizes().size(); ++q) {
-      vm_->register_ioeventfd(d.device->queue_eventfd(q), notify, 4, q, false);
+    // ioeventfd per queue (datamatch on the index) the notification reaches the device's
+    // worker without an exit to user space.
+    const uint64_t notify = v.window.base + mmio::VirtioMmioTransport::kQueueNotifyOffset;
+    for (uint16_t q = 0; q < v.transport->num_queues(); ++q) {
+      vm_->register_ioeventfd(v.transport->queue_event_fd(q), notify, 4, q, false);
     }
   }
 }
@@ -322,7 +333,7 @@ int Vm::run(int signal_fd) {
   }
   wait_for_stop(signal_fd);
   stop_vcpus();
-  teardown_disks();
+  detach_virtio_devices();
   const StopReason reason = stop_.reason();
   const std::string message = stop_.message();
   if (reason == StopReason::kPowerOff || reason == StopReason::kReboot ||
@@ -378,23 +389,14 @@ void Vm::stop_vcpus() {
   threads_.clear();
 }
 
-void Vm::teardown_disks() {
-  for (Disk& d : disks_) {
-    if (d.transport) {
-      // Stops the device's I/O thread once its in-flight requests completed.
-      d.transport->reset();
-    }
-    if (d.writable && d.device) {
-      // Make what the guest wrote durable before we report that the VM is done. fdatasync
-      // acts on the file, whichever descriptor names it.
-      const int fd = ::open(d.path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd >= 0) {
-        if (::fdatasync(fd) != 0)
-          spdlog::warn("disk {}: flush failed: {}", d.path, std::strerror(errno));
-        ::close(fd);
-      }
-      d.writable = false;
-    }
+void Vm::detach_virtio_devices() {
+  if (virtio_detached_) return;
+  virtio_detached_ = true;
+  for (VirtioSlot& v : virtio_) {
+    // Stops the device's worker once its in-flight requests completed.
+    if (v.transport) v.transport->reset();
+    // What the guest wrote is durable before we report that the VM is done.
+    v.device->sync_to_host();
   }
 }
 

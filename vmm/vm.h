@@ -1,7 +1,14 @@
 // Vm: one virtual machine, built explicitly from a VmConfig. It owns, in construction order:
 // the KVM handles, guest RAM, the port I/O and MMIO buses, the legacy devices (UART, i8042,
-// boot-progress port, ACPI power control), the virtio-mmio disks with their irqfds and
-// ioeventfds, and the vCPUs with their threads.
+// PCI host bridge, boot-progress port, ACPI power control), the virtio devices, each in
+// its virtio-mmio window with its transport, irqfd and per-queue ioeventfds, and the vCPUs
+// with their threads.
+//
+// Every virtio device, whatever its type, takes one path: add_virtio_device() gives it the
+// next window and IRQ (disks first, so they stay /dev/vda, /dev/vdb, ...); those windows are
+// what the ACPI DSDT and `virtio_mmio.device=` describe; attach_virtio_devices() makes each
+// its irqfd, transport, bus range and queue ioeventfds; detach_virtio_devices() resets them
+// (their workers finish in-flight work and stop) and has them sync to the host.
 //
 // Lifecycle: the constructor does all setup and throws VmError (one line, exit status) on any
 // bad input or host failure; run() starts one thread per vCPU, waits on the main thread for a
@@ -26,6 +33,7 @@
 #include "devices/pci_host.h"
 #include "devices/serial.h"
 #include "devices/virtio_blk.h"
+#include "virtio/virtio_device.h"
 #include "mmio/bus.h"
 #include "mmio/virtio_mmio.h"
 #include "vmm/acpi_pm.h"
@@ -61,26 +69,28 @@ class Vm {
   int run(int signal_fd);
 
  private:
-  struct Disk {
-    std::shared_ptr<devices::VirtioBlock> device;
+  // One virtio device in its virtio-mmio window.
+  struct VirtioSlot {
+    std::string name;  // for log lines: "disk rootfs.img"
+    std::shared_ptr<virtio::VirtioDevice> device;
+    boot::VirtioMmioDeviceInfo window;
     std::unique_ptr<KvmIrqLine> irq;
     std::shared_ptr<mmio::VirtioMmioTransport> transport;
-    boot::VirtioMmioDeviceInfo slot;
-    std::string path;
-    bool writable;
   };
 
   void read_images(const VmConfig& config);
+  void create_virtio_devices(const VmConfig& config);
   void open_disks(const VmConfig& config);
+  void add_virtio_device(std::string name, std::shared_ptr<virtio::VirtioDevice> device);
   void open_kvm(const VmConfig& config);
   void setup_memory_and_boot(const VmConfig& config);
   void create_interrupt_controllers();
   void setup_legacy_devices(const VmConfig& config, std::chrono::steady_clock::time_point start);
-  void setup_disk_transports();
+  void attach_virtio_devices();
   void setup_vcpus(const VmConfig& config);
   void wait_for_stop(int signal_fd);
   void stop_vcpus();
-  void teardown_disks();
+  void detach_virtio_devices();
   int exit_status() const;
 
   std::chrono::steady_clock::time_point start_;  // process start, for start-up logs
@@ -94,7 +104,8 @@ class Vm {
   bool serial_to_stdio_ = false;
   std::unique_ptr<KvmIrqLine> serial_irq_;
   std::shared_ptr<devices::Serial> serial_;
-  std::vector<Disk> disks_;
+  std::vector<VirtioSlot> virtio_;
+  bool virtio_detached_ = false;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::vector<std::thread> threads_;
   boot::LinuxBootInfo boot_info_;

@@ -101,7 +101,8 @@ class BlkHarness {
   static constexpr uint64_t kData = 0x400000;
 
   explicit BlkHarness(devices::BlockConfig cfg, uint16_t qsize = 256)
-      : guest(kRam), dq(guest, qsize, kRings), queues(1, virtio::Queue(cfg.queue_size)), dev(cfg) {}
+      : guest(kRam), dq(guest, qsize, kRings), queues(1, virtio::Queue(cfg.queue_size)), events(1),
+        dev(cfg) {}
   ~BlkHarness() { dev.reset(); }
 
   void activate(uint64_t features = blk_features_all(), bool event_idx = false,
@@ -110,7 +111,7 @@ class BlkHarness {
     if (indirect) features |= virtio::feature_bit(virtio::kFIndirectDesc);
     dq.configure(queues[0], event_idx, indirect);
     dev.set_acked_features(features & dev.device_features());
-    auto err = dev.activate(virtio::ActivateContext{guest.mem(), queues, irq});
+    auto err = dev.activate(virtio::ActivateContext{guest.mem(), queues, events, irq});
     if (err) throw std::runtime_error(err->message);
   }
 
@@ -141,7 +142,8 @@ class BlkHarness {
     return first;
   }
 
-  void kick() { dev.queue_notify(0); }
+  // The driver's notification, as KVM's ioeventfd (or the transport) delivers it.
+  void kick() { events[0].signal(); }
 
   // Waits until `n` more used elements appeared; returns them.
   std::vector<virtio::VirtqUsedElem> wait_used(size_t n, int timeout_ms = 10000) {
@@ -171,6 +173,7 @@ class BlkHarness {
   FakeGuestMemory guest;
   DriverQueue dq;
   std::vector<virtio::Queue> queues;
+  std::vector<virtio::EventFd> events;  // the transport's queue events
   CountingInterrupt irq;
   devices::VirtioBlock dev;
   std::atomic<int>& needs_reset = irq.needs_reset;  // DEVICE_NEEDS_RESET requests

@@ -115,11 +115,12 @@ TEST_CASE("blk device: reset while I/O is in flight, then activate again", "[blk
     test::DriverQueue dq2(h.guest, 256, BlkHarness::kRings + 0x10000);
     dq2.configure(h.queues[0], false, true);
     h.dev.set_acked_features(test::blk_features_all());
-    REQUIRE_FALSE(h.dev.activate(virtio::ActivateContext{h.guest.mem(), h.queues, h.irq}));
+    REQUIRE_FALSE(
+        h.dev.activate(virtio::ActivateContext{h.guest.mem(), h.queues, h.events, h.irq}));
     dq2.add_chain({{h.header(0, devices::kBlkTIn, 3), 16, false},
                    {BlkHarness::kData, 512, true},
                    {h.status_addr(0), 1, true}});
-    h.dev.queue_notify(0);
+    h.kick();
     std::vector<virtio::VirtqUsedElem> u;
     for (int i = 0; i < 5000 && u.empty(); ++i) {
       u = dq2.take_used();
@@ -215,9 +216,9 @@ TEST_CASE("blk disk image: locking and errors", "[blk][image]") {
 
 TEST_CASE("event loop: dispatch and stop", "[event_loop]") {
   devices::EventLoop loop;
-  devices::EventFd a;
+  virtio::EventFd a;
   int fired = 0;
-  loop.add(a.fd(), [&] {
+  loop.add(a.fd(), devices::EventLoop::kIn, [&](uint32_t) {
     a.consume();
     ++fired;
     loop.stop();
@@ -265,10 +266,10 @@ bool spin_until(Pred pred) {
 TEST_CASE("event loop: polls after a wake-up until the budget passes without work",
           "[event_loop][poll]") {
   devices::EventLoop loop;
-  devices::EventFd a;
+  virtio::EventFd a;
   FlagPoller poller;
   std::atomic<int> fired{0};
-  loop.add(a.fd(), [&] {
+  loop.add(a.fd(), devices::EventLoop::kIn, [&](uint32_t) {
     a.consume();
     ++fired;
   });

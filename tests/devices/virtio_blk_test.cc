@@ -92,9 +92,11 @@ TEST_CASE("blk device: features and config space", "[blk][device]") {
   CHECK(past[3] == 0);
   h.dev.read_config(~uint64_t{0}, past);
   CHECK(past[0] == 0);
-  CHECK(h.dev.queue_eventfd(0) >= 0);
-  CHECK(h.dev.queue_eventfd(1) >= 0);
-  CHECK(h.dev.queue_eventfd(2) == -1);
+  // reset() returns the device to its initial state, also when it was never activated
+  // (it used to return early then and keep the acked features).
+  h.dev.set_acked_features(h.dev.device_features());
+  h.dev.reset();
+  CHECK(h.dev.acked_features() == 0);
 }
 
 TEST_CASE("blk device: execute matrix", "[blk][device]") {
@@ -368,12 +370,13 @@ TEST_CASE("blk device: indirect descriptors and two queues", "[blk][device]") {
     test::DriverQueue q0(guest, 64, 0x1000);
     test::DriverQueue q1(guest, 64, 0x4000);
     std::vector<virtio::Queue> queues(2, virtio::Queue(c.queue_size));
+    std::vector<virtio::EventFd> events(2);
     test::CountingInterrupt irq;
     devices::VirtioBlock dev(c);
     q0.configure(queues[0], true, true);
     q1.configure(queues[1], true, true);
     dev.set_acked_features(dev.device_features());
-    REQUIRE_FALSE(dev.activate(virtio::ActivateContext{guest.mem(), queues, irq}));
+    REQUIRE_FALSE(dev.activate(virtio::ActivateContext{guest.mem(), queues, events, irq}));
     const uint64_t hdr0 = 0x100000, hdr1 = 0x100100, d = 0x200000;
     devices::VirtioBlkReqHeader h0{devices::kBlkTIn, 0, 4};
     devices::VirtioBlkReqHeader h1{devices::kBlkTGetId, 0, 0};
@@ -386,8 +389,8 @@ TEST_CASE("blk device: indirect descriptors and two queues", "[blk][device]") {
     q0.publish(q0.add_indirect(0x300000, bufs));
     // Queue 1: GET_ID with a truncated serial.
     q1.add_chain({{hdr1, 16, false}, {d + 0x10000, 32, true}, {hdr1 + 16, 1, true}});
-    dev.queue_notify(0);
-    dev.queue_notify(1);
+    events[0].signal();
+    events[1].signal();
     std::vector<virtio::VirtqUsedElem> u0, u1;
     for (int i = 0; i < 5000 && (u0.empty() || u1.empty()); ++i) {
       auto a = q0.take_used();
@@ -432,17 +435,18 @@ TEST_CASE("blk device: a queue the driver never enabled is left alone", "[blk][d
     test::FakeGuestMemory guest(BlkHarness::kRam);
     test::DriverQueue q0(guest, 64, 0x1000);
     std::vector<virtio::Queue> queues(2, virtio::Queue(c.queue_size));
+    std::vector<virtio::EventFd> events(2);
     test::CountingInterrupt irq;
     devices::VirtioBlock dev(c);
     q0.configure(queues[0], true, true);
     dev.set_acked_features(dev.device_features());
-    REQUIRE_FALSE(dev.activate(virtio::ActivateContext{guest.mem(), queues, irq}));
+    REQUIRE_FALSE(dev.activate(virtio::ActivateContext{guest.mem(), queues, events, irq}));
     const uint64_t hdr = 0x100000, d = 0x200000;
     devices::VirtioBlkReqHeader h{devices::kBlkTIn, 0, 0};
     std::memcpy(guest.host(hdr), &h, 16);
     q0.add_chain({{hdr, 16, false}, {d, 512, true}, {hdr + 16, 1, true}});
-    dev.queue_notify(0);
-    dev.queue_notify(1);
+    events[0].signal();
+    events[1].signal();
     std::vector<virtio::VirtqUsedElem> used;
     for (int i = 0; i < 5000 && used.empty(); ++i) {
       used = q0.take_used();

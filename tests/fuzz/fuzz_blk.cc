@@ -177,7 +177,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!s.queue.is_valid(s.guest.mem())) return 0;
   const bool used_ring_is_ours = !device_may_write_rings(s.guest, qsize);
   std::span<virtio::Queue> queues(&s.queue, 1);
-  if (disk.dev->activate(virtio::ActivateContext{s.guest.mem(), queues, s.irq})) std::abort();
+  const std::vector<virtio::EventFd> events(1);
+  if (disk.dev->activate(virtio::ActivateContext{s.guest.mem(), queues, events, s.irq})) {
+    std::abort();
+  }
   // The I/O thread processes everything available before it waits; reset() joins it.
   disk.dev->reset();
 

@@ -206,6 +206,7 @@ struct Harness {
           break;
         case 6:
           wr(mmio::kRegQueueNotify, in.ConsumeIntegralInRange<uint32_t>(0, 2));
+          device->service();
           break;
         case 7:
           transport.signal(in.ConsumeIntegral<uint32_t>());

@@ -60,19 +60,26 @@ class DummyDevice final : public virtio::VirtioDevice {
     ++activate_calls;
     if (fail_activate) return virtio::ActivateError{"dummy refuses"};
     queues = ctx.queues;
+    events = ctx.queue_events;
     mem = &ctx.mem;
     interrupt = &ctx.interrupt;
     if (drain_on_activate) drain();
     return std::nullopt;
   }
-  void queue_notify(uint16_t index) override {
-    notified.push_back(index);
-    if (drain_on_activate) drain();
+  // What a device's worker does when its queue events fire: records each notified queue
+  // in `notified` and, with drain_on_activate, drains. Tests call it after QueueNotify.
+  void service() {
+    for (size_t i = 0; i < events.size(); ++i) {
+      if (events[i].consume() == 0) continue;
+      notified.push_back(static_cast<uint16_t>(i));
+      if (drain_on_activate) drain();
+    }
   }
   void reset() override {
     ++reset_calls;
     acked = 0;
     queues = {};
+    events = {};
     mem = nullptr;
     interrupt = nullptr;
   }
@@ -109,6 +116,7 @@ class DummyDevice final : public virtio::VirtioDevice {
   std::array<uint16_t, 2> max_sizes{16, 8};
   std::array<uint8_t, kConfigSize> config{};
   uint32_t generation = 0;
+  std::span<const virtio::EventFd> events;  // while active
   bool fail_activate = false;
   bool drain_on_activate = false;
 

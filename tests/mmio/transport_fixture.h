@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <unistd.h>
 #include <memory>
 #include <span>
 
@@ -32,6 +33,11 @@ struct TransportFixture {
   }
   void wr(uint64_t offset, uint32_t value) {
     transport.write(offset, std::span(reinterpret_cast<const uint8_t*>(&value), sizeof(value)));
+  }
+  // Reads (and resets) the notification count of queue `q`'s event, as a device would.
+  uint64_t take_event(size_t q) {
+    uint64_t n = 0;
+    return ::read(transport.queue_event_fd(q), &n, sizeof(n)) == sizeof(n) ? n : 0;
   }
   uint64_t device_features() {
     wr(mmio::kRegDeviceFeaturesSel, 1);

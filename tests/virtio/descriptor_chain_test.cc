@@ -1,4 +1,4 @@
-// Descriptor chain validation (virtio 1.2 §2.7.5) and the hostile cases of DESIGN.md.
+// Descriptor chain validation (virtio 1.2 §2.7.5) and the hostile cases of docs/architecture.md.
 #include <catch2/catch.hpp>
 
 #include <array>

@@ -350,7 +350,8 @@ TEST_CASE("an instruction the host KVM cannot emulate exits 4 and says why", "[k
   CHECK(count_lines(r.err) == 1);
   struct stat st {};
   if (::stat("/sys/module/kvm_pvm", &st) == 0) {
-    // PVM's emulator has no int3 in long mode (DESIGN.md).
+    // PVM runs guest ring-0 code through KVM's instruction emulator, which has no int3 in
+    // long mode: this is the "host KVM cannot run the guest" path.
     CHECK(r.status == 4);
     CHECK_THAT(r.err, Catch::Contains("instruction emulation failed"));
     CHECK_THAT(r.err, Catch::Contains("at RIP 0x"));

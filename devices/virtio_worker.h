@@ -1,0 +1,93 @@
+// VirtioWorker: the thread of one active virtio device, and the loop it runs. A device
+// starts it in activate() and stops it in reset(); between the two the worker alone
+// touches the device's queues, its backend and guest memory.
+//
+// The worker waits on the queues' events (ActivateContext::queue_events, signalled by KVM's
+// ioeventfds or the transport) and on whatever fds the device adds to its loop (a backend's
+// completions, a host socket), and calls the device's hooks:
+//   on_start(loop)  first, on the worker thread: make thread-bound backends, add fds;
+//   on_queue(q)     after every notification of queue q, and once per queue at start
+//                   (buffers made available before activation, or during a previous stop);
+//   on_stop()       last, on the worker thread, after the loop ended: finish in-flight work.
+// A device whose requests complete at once implements on_queue with serve(), which drains
+// the queue through the device's chain handler (virtio::drain_queue), interrupts the
+// driver when needed and, when the driver broke the queue, stops using it and asks for a
+// reset -- so that the device writes only what it does with one request.
+//
+// Threads: start()/stop() on the thread that activates and resets the device (a vCPU,
+// under the transport's lock, or the VMM's main thread). The hooks, serve() and loop() on
+// the worker thread; loop() also in on_start.
+#pragma once
+
+#include <pthread.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <optional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "devices/event_loop.h"
+#include "virtio/queue_drain.h"
+#include "virtio/spec.h"
+#include "virtio/virtio_device.h"
+
+namespace minivmm::devices {
+
+class VirtioWorker {
+ public:
+  struct Hooks {
+    std::function<void(EventLoop& loop)> on_start;  // may throw: start() fails with it
+    std::function<void(uint16_t queue)> on_queue;   // required
+    std::function<void()> on_stop;
+    Poller* poller = nullptr;  // busy polling (EventLoop::set_poller), off when null
+    std::chrono::microseconds poll_budget{0};
+  };
+
+  VirtioWorker() = default;
+  ~VirtioWorker() { stop(); }
+  VirtioWorker(const VirtioWorker&) = delete;
+  VirtioWorker& operator=(const VirtioWorker&) = delete;
+
+  // Starts the thread and returns once on_start ran. `thread_class` names the thread (at
+  // most 15 characters: "blk", "rng", ...; what ps shows and what a per-class seccomp
+  // filter is chosen by); `name` is the device in log lines ("virtio-blk disk.img"). What `ctx` refers to (memory, queues,
+  // events, interrupt) must stay valid until stop(); `ctx` itself is copied.
+  // Throws what on_start threw, or std::system_error when no thread or epoll can be had;
+  // the worker is then stopped.
+  void start(const char* thread_class, const std::string& name, const virtio::ActivateContext& ctx,
+             Hooks hooks);
+  // Ends the loop after the current handler, runs on_stop and joins. Nothing when stopped.
+  void stop();
+  bool running() const { return thread_.joinable(); }
+
+  // Drains queue `q` with `handle` (see the file comment); a queue found broken is not
+  // touched again until the next start(). At most `budget` chains per call; true when the
+  // budget ran out (call again later, e.g. after the loop's other fds were served).
+  bool serve(uint16_t q, const virtio::ChainHandler& handle, uint32_t budget = UINT32_MAX);
+  // Stops using queue `q` and asks the driver for a reset (virtio 1.2 §2.1.2), with `why`
+  // in the log once.
+  void mark_broken(uint16_t q, const char* why);
+  bool broken(uint16_t q) const { return q < broken_.size() && broken_[q] != 0; }
+
+  EventLoop& loop() { return *loop_; }
+  const virtio::ActivateContext& context() const { return *ctx_; }
+  const std::string& name() const { return name_; }
+
+ private:
+  void run(std::promise<void>& started);
+
+  std::string thread_class_;
+  std::string name_;
+  std::optional<virtio::ActivateContext> ctx_;
+  Hooks hooks_;
+  std::unique_ptr<EventLoop> loop_;
+  std::vector<uint8_t> broken_;
+  std::thread thread_;
+};
+
+}  // namespace minivmm::devices

@@ -1,0 +1,38 @@
+#include "virtio/queue_drain.h"
+
+namespace minivmm::virtio {
+
+Result<DrainResult> drain_queue(Queue& queue, const GuestMemory& mem, const ChainHandler& handle,
+                                uint32_t budget) {
+  DrainResult result;
+  if (!queue.ready()) return result;  // never enabled by the driver: not ours to touch
+  uint32_t taken = 0;
+  bool used_any = false;
+  while (true) {
+    if (auto r = queue.disable_notification(mem); !r) return r.error();
+    auto it = queue.iter(mem);
+    if (!it) return it.error();
+    while (auto chain = it->next()) {
+      if (!chain->must_be_used()) return chain->error().value_or(Error::kInvalidHead);
+      const uint32_t written = chain->is_valid() ? handle(*chain) : 0;
+      if (auto r = queue.add_used(mem, chain->head_index(), written); !r) return r.error();
+      used_any = true;
+      if (++taken == budget) {
+        result.exhausted = true;
+        break;
+      }
+    }
+    if (result.exhausted) break;
+    auto more = queue.enable_notification(mem);
+    if (!more) return more.error();
+    if (!*more) break;
+  }
+  if (used_any) {
+    auto needed = queue.needs_notification(mem);
+    if (!needed) return needed.error();
+    result.notify = *needed;
+  }
+  return result;
+}
+
+}  // namespace minivmm::virtio
