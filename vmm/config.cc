@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <limits>
+#include <map>
 #include <set>
 
 namespace minivmm::vmm {
@@ -178,6 +179,11 @@ std::variant<VmConfig, ParseExit> parse_command_line(int argc, const char* const
   app.add_option("--serial", serial, "Where the serial console goes: stdio, null or file=PATH")
       ->type_name("MODE")
       ->default_str("stdio");
+  app.add_option("--rng", config.rng,
+                 "virtio-rng: entropy for the guest from the host's getrandom(), on or off")
+      ->type_name("on|off")
+      ->default_str("on")
+      ->transform(CLI::IsMember(std::map<std::string, bool>{{"on", true}, {"off", false}}));
   app.add_flag("--no-acpi", no_acpi, "Do not build ACPI tables");
   app.add_flag("--virtio-cmdline", config.virtio_cmdline,
                "Also describe virtio-mmio devices on the kernel command line "

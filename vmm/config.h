@@ -51,6 +51,7 @@ struct VmConfig {
   std::vector<DiskConfig> disks;
   SerialConfig serial;
   bool acpi = true;
+  bool rng = true;  // virtio-rng (--rng on|off)
   bool virtio_cmdline = false;  // append virtio_mmio.device=... for each device
   std::string log_level = "warn";
 };

@@ -130,7 +130,7 @@ void Vm::read_images(const VmConfig& config) {
 
 void Vm::create_virtio_devices(const VmConfig& config) {
   // Every device takes a window; disks first, so that they are vda, vdb, ... in order.
-  const size_t wanted = config.disks.size();
+  const size_t wanted = config.disks.size() + (config.rng ? 1 : 0);
   if (wanted > boot::kMaxVirtioMmioDevices) {
     throw VmError("at most " + std::to_string(boot::kMaxVirtioMmioDevices) +
                       " virtio devices fit in the virtio-mmio windows (disks and other devices "
@@ -138,6 +138,7 @@ void Vm::create_virtio_devices(const VmConfig& config) {
                   kExitUsage);
   }
   open_disks(config);
+  if (config.rng) add_virtio_device("rng", std::make_shared<devices::VirtioRng>());
 }
 
 void Vm::add_virtio_device(std::string name, std::shared_ptr<virtio::VirtioDevice> device) {

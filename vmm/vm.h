@@ -33,6 +33,7 @@
 #include "devices/pci_host.h"
 #include "devices/serial.h"
 #include "devices/virtio_blk.h"
+#include "devices/virtio_rng.h"
 #include "virtio/virtio_device.h"
 #include "mmio/bus.h"
 #include "mmio/virtio_mmio.h"

@@ -113,10 +113,10 @@ cmdline() { echo "$base_cmdline minivmm.scenario=e2e minivmm.arg=$1 ${2:-}"; }
 echo "e2e: minivmm $vmm; kernel $kernel; run dir $run; $([[ ${MINIVMM_IN_NESTED_HOST:-0} == 1 ]] && echo "nested KVM host" || echo "direct KVM")"
 
 # --- 1 + 2: CPUs, memory; the ACPI-described virtio-blk disk ------------------
-if selected boot || selected disk; then
+if selected boot || selected disk || selected rng; then
   new_disk "$run/root.img"
   boot basic --kernel "$kernel" --initrd "$initrd" --cpus 2 --memory 512M \
-    --disk "path=$run/root.img,serial=e2e-root" --cmdline "$(cmdline info,fsverify:vda)"
+    --disk "path=$run/root.img,serial=e2e-root" --cmdline "$(cmdline info,fsverify:vda,rng)"
   if selected boot; then
     begin boot-cpus-memory
     expect_status 0
@@ -135,13 +135,24 @@ if selected boot || selected disk; then
     expect_status 0
     expect_res modules ok
     expect_res disks vda
-    expect_res acpi_virtio_mmio 1
+    expect_res acpi_virtio_mmio 2  # the disk and the rng
     expect_res vda.size_sectors "$(sectors "$run/root.img")"
     expect_res vda.serial e2e-root
     expect_res vda.ro 0
     expect_res fs-verify.manifest ok
     expect_res fs-verify.pattern ok
     expect_res status pass
+    end
+  fi
+  if selected rng; then
+    # virtio-rng is on by default; the initramfs loads virtio-rng.
+    begin virtio-rng
+    expect_status 0
+    [[ $(res rng.current) == virtio_rng* ]] || fail "rng_current: want virtio_rng.N, got '$(res rng.current)'"
+    expect_res rng.read_bytes 65536
+    nz="$(res rng.nonzero)"  # random bytes: about 1 in 256 is zero
+    [[ $nz =~ ^[0-9]+$ ]] && ((nz > 64000)) || fail "only ${nz:-<none>} of 65536 bytes from /dev/hwrng were not zero"
+    expect_res acpi_virtio_mmio 2  # the disk and the rng
     end
   fi
 fi
@@ -171,20 +182,30 @@ if selected persist; then
   end
 fi
 
-# --- 4: read-only disk ----------------------------------------------------------
-if selected readonly; then
-  begin readonly-disk
+# --- 4: read-only disk (with --rng off: the guest then has no hardware RNG) -------
+if selected readonly || selected rng; then
   new_disk "$run/ro.img"
   before="$(sha <"$run/ro.img")"
-  boot readonly --kernel "$kernel" --initrd "$initrd" --cpus 2 --memory 512M \
-    --disk "path=$run/ro.img,readonly=on,serial=e2e-ro" --cmdline "$(cmdline info,rowrite:vda,fsverify:vda)"
-  expect_status 0
-  expect_res vda.ro 1
-  expect_res vda.serial e2e-ro
-  expect_res rowrite.vda refused
-  expect_res fs-verify.manifest ok
-  expect "host sha256 after the boot" "$before" "$(sha <"$run/ro.img")"
-  end
+  boot readonly --kernel "$kernel" --initrd "$initrd" --cpus 2 --memory 512M --rng off \
+    --disk "path=$run/ro.img,readonly=on,serial=e2e-ro" --cmdline "$(cmdline info,rowrite:vda,fsverify:vda,rng)"
+  if selected readonly; then
+    begin readonly-disk
+    expect_status 0
+    expect_res vda.ro 1
+    expect_res vda.serial e2e-ro
+    expect_res rowrite.vda refused
+    expect_res fs-verify.manifest ok
+    expect "host sha256 after the boot" "$before" "$(sha <"$run/ro.img")"
+    end
+  fi
+  if selected rng; then
+    begin rng-off
+    expect_status 0
+    expect_res acpi_virtio_mmio 1  # the disk alone
+    expect_res rng.current none
+    expect_res rng.read_bytes 0
+    end
+  fi
 fi
 
 # --- 5: three disks, discard, concurrent writers on 2 vCPUs ---------------------
@@ -201,7 +222,7 @@ if selected multi; then
     --cmdline "$(cmdline info,fsverify:vda,discard:vdc:1024:1024,parallel:vdb:1024:$plen:par)"
   expect_status 0
   expect_res disks vda,vdb,vdc
-  expect_res acpi_virtio_mmio 3
+  expect_res acpi_virtio_mmio 4  # three disks and the rng
   expect_res vda.serial e2e-root
   expect_res vdb.serial e2e-parallel
   expect_res vdc.serial e2e-discard
@@ -263,7 +284,7 @@ if selected minimal; then
     expect_res disks vda
     expect_res vda.serial e2e-minimal
     expect_res acpi_virtio_mmio 0  # found through virtio_mmio.device=, not ACPI
-    expect_res platform_virtio_mmio 1
+    expect_res platform_virtio_mmio 2  # the disk and the rng
     expect_res vda.size_sectors "$(sectors "$run/minimal.img")"
     expect_res fs-verify.manifest ok
     expect_res status pass
@@ -280,7 +301,12 @@ if selected clean; then
   begin clean-default-boot
   default_cmdline="$("$vmm" --help | sed -n 's/^ *--cmdline STR=//p')"
   new_disk "$run/clean.img"
+  # The whole kernel log is one UART exit per byte: about 12 s nested on a quiet machine,
+  # but it was seen past 120 s on a loaded one. A longer limit, not a flaky case.
+  saved_timeout="$boot_timeout"
+  ((boot_timeout < 300)) && boot_timeout=300
   boot clean --kernel "$kernel" --initrd "$initrd" --disk "path=$run/clean.img,serial=e2e-clean"
+  boot_timeout="$saved_timeout"
   expect_status 0
   expect_res status pass
   expect_grep "default command line" "Command line: $default_cmdline\\s*$"

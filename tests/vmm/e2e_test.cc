@@ -166,8 +166,10 @@ TEST_CASE("the test guest boots, reads the disk's virtio-mmio registers and rese
   INFO("stdout:\n" << r.out << "stderr:\n" << r.err);
   CHECK(r.status == 0);
   CHECK_THAT(r.out, Catch::Contains("minivmm-test-guest: hello\n"));
+  // The disk takes the first window; virtio-rng (on by default) the next.
   CHECK_THAT(r.out, Catch::Contains("cmdline: console=ttyS0 reboot=k panic=-1 "
-                                    "virtio_mmio.device=4K@0xd0000000:5\n"));
+                                    "virtio_mmio.device=4K@0xd0000000:5 "
+                                    "virtio_mmio.device=4K@0xd0001000:6\n"));
   CHECK_THAT(r.out, Catch::Contains("virtio-mmio at 0x00000000d0000000 magic=0x74726976 "
                                     "version=0x00000002 device-id=0x00000002 "
                                     "capacity=0x0000000000000800\n"));
