@@ -6,7 +6,18 @@
 #include <limits>
 #include <set>
 
+#include "boot/layout.h"
+#include "devices/virtio_blk_request.h"
+#include "mmio/virtio_mmio.h"
+
 namespace minivmm::vmm {
+
+// The guest layout (boot/) gives each virtio-mmio device a slot the size of the transport's
+// register window (mmio/). One definition is impossible without an include against the
+// dependency arrows (boot and mmio know nothing of each other), so vmm, which uses both, checks
+// that they agree.
+static_assert(boot::kVirtioMmioSlotSize == mmio::VirtioMmioTransport::kDeviceWindowSize);
+
 namespace {
 
 std::optional<uint64_t> parse_u64(std::string_view text) {
@@ -105,7 +116,7 @@ std::variant<DiskConfig, ConfigError> parse_disk(std::string_view text) {
       if (!on) return bad_value("on or off");
       (key == "readonly" ? disk.readonly : disk.direct) = *on;
     } else if (key == "serial") {
-      if (value.size() > kMaxDiskSerial) return bad_value("at most 20 characters");
+      if (value.size() > devices::kBlkIdBytes) return bad_value("at most 20 characters");
       disk.serial = value;
     } else if (key == "engine") {
       if (value == "io_uring") {
@@ -168,7 +179,7 @@ std::variant<VmConfig, ParseExit> parse_command_line(int argc, const char* const
   app.add_option("--cpus", config.cpus, "Number of vCPUs")
       ->type_name("N")
       ->default_str("1")
-      ->check(CLI::Range(1U, kMaxCpus));
+      ->check(CLI::Range(1U, boot::kMaxCpus));
   app.add_option("--disk", disks,
                  "virtio-blk disk (repeatable): path=FILE[,readonly=on][,serial=ID][,direct=on]"
                  "[,engine=io_uring|sync][,queues=N][,poll_us=N]")

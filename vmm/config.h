@@ -16,9 +16,7 @@ namespace minivmm::vmm {
 
 inline constexpr const char* kDefaultCmdline = "console=ttyS0 reboot=k panic=-1";
 inline constexpr uint64_t kDefaultMemory = 512ULL << 20;
-inline constexpr uint32_t kMaxCpus = 254;  // xAPIC ids 0..254; 255 is the broadcast id
 inline constexpr uint32_t kMaxDiskQueues = 16;
-inline constexpr size_t kMaxDiskSerial = 20;  // virtio 1.2 §5.2.6: VIRTIO_BLK_ID_BYTES
 inline constexpr uint32_t kMaxDiskPollUs = 10'000;
 
 enum class DiskEngine { kIoUring, kSync };
