@@ -41,9 +41,9 @@ uint64_t align_up(uint64_t value) {
 }
 
 Result<void> check_config(const AcpiConfig& config) {
-  if (config.num_cpus == 0 || config.num_cpus > kMaxAcpiCpus) {
+  if (config.num_cpus == 0 || config.num_cpus > kMaxCpus) {
     return Error{"ACPI: " + std::to_string(config.num_cpus) + " vCPUs; supported are 1 to " +
-                 std::to_string(kMaxAcpiCpus)};
+                 std::to_string(kMaxCpus)};
   }
   if (config.devices.size() > kIoapicPins) {
     return Error{"ACPI: " + std::to_string(config.devices.size()) +
@@ -108,7 +108,7 @@ std::vector<uint8_t> build_madt(const AcpiConfig& config) {
   header.flags = config.pcat_compat ? kMadtPcatCompat : 0;
   append_struct(table, header);
   // §5.2.12.2: ACPI processor UID = APIC ID = vCPU index; KVM gives vCPU n APIC ID n.
-  for (uint32_t cpu = 0; cpu < config.num_cpus && cpu < kMaxAcpiCpus; ++cpu) {
+  for (uint32_t cpu = 0; cpu < config.num_cpus && cpu < kMaxCpus; ++cpu) {
     const auto id = static_cast<uint8_t>(cpu);
     append_struct(
         table, MadtLocalApic{kMadtTypeLocalApic, sizeof(MadtLocalApic), id, id, kLocalApicEnabled});

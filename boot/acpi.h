@@ -148,7 +148,6 @@ inline constexpr uint16_t kBootArchVgaNotPresent = 1u << 2;
 inline constexpr uint16_t kBootArchMsiNotSupported = 1u << 3;
 inline constexpr uint16_t kBootArchCmosRtcNotPresent = 1u << 5;
 inline constexpr uint32_t kMadtPcatCompat = 1u << 0;
-inline constexpr uint32_t kMaxAcpiCpus = 254;  // xAPIC IDs 0..254; 0xff is the broadcast ID
 
 struct AcpiConfig {
   uint32_t num_cpus = 1;  // local APIC IDs and ACPI processor UIDs 0 .. num_cpus-1

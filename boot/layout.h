@@ -79,6 +79,10 @@ inline constexpr uint64_t kIoapicAddr = 0xfec0'0000;
 inline constexpr uint64_t kLapicAddr = 0xfee0'0000;
 
 // ---- Interrupts (GSI = IOAPIC pin; KVM's default routing maps GSI n to IOAPIC pin n) --------
+// vCPU n has xAPIC id n (KVM's choice). xAPIC ids are 8 bits and 0xff is the broadcast id, and
+// the MP table gives the IOAPIC the id after the last vCPU: at most 254 vCPUs, ids 0..253. The
+// one limit of the command line, the MADT and the MP table.
+inline constexpr uint32_t kMaxCpus = 254;
 inline constexpr uint32_t kIoapicPins = 24;  // KVM's in-kernel IOAPIC
 inline constexpr uint32_t kCom1Irq = 4;
 inline constexpr uint16_t kCom1Port = 0x3f8;

@@ -30,9 +30,9 @@ constexpr uint8_t kAllLocalApics = 0xff;
 }  // namespace
 
 Result<std::vector<uint8_t>> build_mptable(uint32_t num_cpus, uint64_t addr) {
-  if (num_cpus == 0 || num_cpus > kMpMaxCpus) {
+  if (num_cpus == 0 || num_cpus > kMaxCpus) {
     return Error{"MP table: " + std::to_string(num_cpus) + " CPUs (1 to " +
-                 std::to_string(kMpMaxCpus) + " fit)"};
+                 std::to_string(kMaxCpus) + " fit)"};
   }
   if (addr % 16 != 0 || addr + sizeof(MpFloatingPointer) > 0xffffffffu) {
     return Error{"MP table: address must be 16-byte aligned and below 4 GiB"};

@@ -99,10 +99,8 @@ struct MpInterrupt {
 static_assert(sizeof(MpInterrupt) == 8);
 #pragma pack(pop)
 
-inline constexpr uint32_t kMpMaxCpus = 254;  // APIC ids are 8 bits; the IOAPIC takes one
-
 // The floating pointer followed by the configuration table, as placed at `addr` (16-byte
-// aligned). An error for 0 or more than kMpMaxCpus CPUs.
+// aligned). An error for 0 or more than kMaxCpus (boot/layout.h) CPUs.
 Result<std::vector<uint8_t>> build_mptable(uint32_t num_cpus, uint64_t addr = kMpTableAddr);
 
 // build_mptable at kMpTableAddr, copied into `low_ram` (index == guest physical address);

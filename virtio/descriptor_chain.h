@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "virtio/guest_memory.h"
-#include "virtio/result.h"
+#include "virtio/error.h"
 #include "virtio/spec.h"
 
 namespace minivmm::virtio {

@@ -14,7 +14,7 @@
 
 #include "virtio/descriptor_chain.h"
 #include "virtio/guest_memory.h"
-#include "virtio/result.h"
+#include "virtio/error.h"
 
 namespace minivmm::virtio {
 

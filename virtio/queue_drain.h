@@ -15,7 +15,7 @@
 #include "virtio/descriptor_chain.h"
 #include "virtio/guest_memory.h"
 #include "virtio/queue.h"
-#include "virtio/result.h"
+#include "virtio/error.h"
 
 namespace minivmm::virtio {
 

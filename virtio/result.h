@@ -1,42 +1,34 @@
-// Error values of the virtio library and a small Result type: guest-caused failures are
-// values, never exceptions (DESIGN.md "Style").
+// Result<T, E>: a value of type T or an error of type E, the one result type of the project's
+// libraries (boot::Result<T> and virtio::Result<T> are aliases of it). Deliberately small:
+// has_value / value / error, like std::expected; a failure that a guest or a user can cause is
+// returned as one of these, never thrown (DESIGN.md "Style").
+//
+// Generic and dependency-free on purpose: it lives in virtio/, the bottom layer, only because
+// the top-level folders are fixed; boot/ includes this header and nothing else from virtio/
+// (CMake target minivmm_result). Nothing virtio-specific belongs here: virtio's error enum is
+// in virtio/error.h.
+//
+// Threads: a plain value; no synchronisation.
 #pragma once
 
-#include <cstdint>
+#include <optional>
+#include <type_traits>
 #include <utility>
 #include <variant>
 
-namespace minivmm::virtio {
+namespace minivmm {
 
-enum class Error : uint8_t {
-  kGuestMemory,            // an address range is not backed by guest RAM
-  kQueueNotReady,          // the queue is not enabled or failed its activation check
-  kAvailIndexTooFar,       // avail->idx moved more than the queue size past our position
-  kInvalidHead,            // an avail ring entry names a descriptor >= queue size
-  kInvalidNext,            // a descriptor's next field is >= the table size
-  kChainTooLong,           // more descriptors than the table holds: a loop
-  kIndirectNotNegotiated,  // VIRTQ_DESC_F_INDIRECT without VIRTIO_F_INDIRECT_DESC
-  kNestedIndirect,         // an indirect descriptor inside an indirect table
-  kIndirectWithNext,       // INDIRECT and NEXT together (virtio 1.2 §2.7.5.3.1)
-  kInvalidIndirectLength,  // indirect table length 0, not a multiple of 16, or > 65535 entries
-  kAddressOverflow,        // addr + len wraps around 2^64
-  kLengthOverflow,         // the chain's lengths add up past 2^32 - 1
-  kReadableAfterWritable,  // a device-readable descriptor after a writable one (§2.7.4.2)
-  kHeadInFlight,           // the driver made a head available again before it was used
-  kInvalidUsedHead,        // add_used with a head that is out of range or not in flight
-  kShortBuffer,            // a reader or writer ran out of descriptor space
-};
-
-const char* to_string(Error error);
-
-// A value or an Error. Deliberately small: has_value / value / error, like std::expected.
-template <typename T>
+template <typename T, typename E>
 class [[nodiscard]] Result {
+  static_assert(!std::is_same_v<std::remove_cv_t<T>, std::remove_cv_t<E>>,
+                "a Result whose value and error types are the same is ambiguous");
+
  public:
   Result(T&& value) : data_(std::in_place_index<0>, std::move(value)) {}  // NOLINT
   Result(const T& value) : data_(std::in_place_index<0>, value) {}        // NOLINT
-  Result(Error error) : data_(std::in_place_index<1>, error) {}           // NOLINT
-  // Constructs the value in place (no move): Result<T>(std::in_place, args...).
+  Result(E&& error) : data_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
+  Result(const E& error) : data_(std::in_place_index<1>, error) {}        // NOLINT
+  // Constructs the value in place (no move): Result<T, E>(std::in_place, args...).
   template <typename... Args>
   explicit Result(std::in_place_t, Args&&... args)
       : data_(std::in_place_index<0>, std::forward<Args>(args)...) {}
@@ -50,25 +42,31 @@ class [[nodiscard]] Result {
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
-  Error error() const { return std::get<1>(data_); }
+  T&& operator*() && { return std::move(*this).value(); }
+  // Only when !has_value() (std::bad_variant_access otherwise).
+  const E& error() const& { return std::get<1>(data_); }
+  E&& error() && { return std::get<1>(std::move(data_)); }
 
  private:
-  std::variant<T, Error> data_;
+  std::variant<T, E> data_;
 };
 
-template <>
-class [[nodiscard]] Result<void> {
+// Success without a value, or an error.
+template <typename E>
+class [[nodiscard]] Result<void, E> {
  public:
   Result() = default;
-  Result(Error error) : error_(error), ok_(false) {}  // NOLINT(google-explicit-constructor)
+  Result(E&& error) : error_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
+  Result(const E& error) : error_(error) {}        // NOLINT(google-explicit-constructor)
 
-  bool has_value() const { return ok_; }
-  explicit operator bool() const { return ok_; }
-  Error error() const { return error_; }
+  bool has_value() const { return !error_.has_value(); }
+  explicit operator bool() const { return has_value(); }
+  // Only when !has_value() (std::bad_optional_access otherwise).
+  const E& error() const& { return error_.value(); }
+  E&& error() && { return std::move(error_).value(); }
 
  private:
-  Error error_{};
-  bool ok_ = true;
+  std::optional<E> error_;
 };
 
-}  // namespace minivmm::virtio
+}  // namespace minivmm

@@ -5,9 +5,19 @@
 #include <charconv>
 #include <limits>
 #include <map>
-#include <set>
+
+#include "boot/layout.h"
+#include "mmio/virtio_mmio.h"
+#include "vmm/suboptions.h"
 
 namespace minivmm::vmm {
+
+// The guest layout (boot/) gives each virtio-mmio device a slot the size of the transport's
+// register window (mmio/). One definition is impossible without an include against the
+// dependency arrows (boot and mmio know nothing of each other), so vmm, which uses both, checks
+// that they agree.
+static_assert(boot::kVirtioMmioSlotSize == mmio::VirtioMmioTransport::kDeviceWindowSize);
+
 namespace {
 
 std::optional<uint64_t> parse_u64(std::string_view text) {
@@ -18,19 +28,66 @@ std::optional<uint64_t> parse_u64(std::string_view text) {
   return value;
 }
 
-std::optional<bool> parse_on_off(std::string_view text) {
-  if (text == "on" || text == "true" || text == "yes" || text == "1") return true;
-  if (text == "off" || text == "false" || text == "no" || text == "0") return false;
-  return std::nullopt;
-}
-
 std::string quoted(std::string_view text) {
   return "'" + std::string(text) + "'";
 }
 
+std::string on_off(bool on) {
+  return on ? "on" : "off";
+}
+
+// The --disk keys: parsing, checks, synopsis and help all come from this table.
+SubOptions<devices::BlockConfig> disk_options() {
+  using devices::BlockConfig;
+  using Engine = BlockConfig::Engine;
+  static_assert(BlockConfig::kDefaultPollUs == 0, "the poll_us help says the default is off");
+  const BlockConfig defaults;
+  return SubOptions<BlockConfig>(
+      "--disk",
+      {
+          bind({.name = "path",
+                .spec = StringSpec{.hint = "FILE", .allow_empty = false},
+                .help = "raw disk image; locked against a second writer",
+                .required = true},
+               &BlockConfig::path),
+          bind({.name = "readonly",
+                .spec = BoolSpec{},
+                .help = "read-only disk: the file is opened O_RDONLY",
+                .default_text = on_off(defaults.read_only)},
+               &BlockConfig::read_only),
+          bind({.name = "serial",
+                .spec = StringSpec{.hint = "ID", .max_length = devices::kBlkIdBytes},
+                .help = "the serial the guest reads with GET_ID"},
+               &BlockConfig::serial),
+          bind({.name = "direct",
+                .spec = BoolSpec{},
+                .help = "O_DIRECT, bypassing the host page cache",
+                .default_text = on_off(defaults.direct)},
+               &BlockConfig::direct),
+          bind({.name = "engine",
+                .spec = ChoiceSpec{{{"io_uring", static_cast<uint64_t>(Engine::kIoUring)},
+                                    {"sync", static_cast<uint64_t>(Engine::kSync)}}},
+                .help = "backend; io_uring falls back to sync where the kernel refuses it",
+                .default_text = defaults.engine == Engine::kSync ? "sync" : "io_uring"},
+               &BlockConfig::engine),
+          bind({.name = "queues",
+                .spec = UnsignedSpec{.min = 1, .max = kMaxDiskQueues},
+                .help = "request queues",
+                .default_text = std::to_string(defaults.num_queues)},
+               &BlockConfig::num_queues),
+          bind({.name = "poll_us",
+                .spec = UnsignedSpec{.max = kMaxDiskPollUs},
+                .help = "the disk's I/O thread keeps polling the queues for N us after work "
+                        "before it sleeps; 0 = off, " +
+                        std::to_string(BlockConfig::kSuggestedPollUs) + " suits busy disks",
+                .default_text = std::to_string(defaults.poll_us)},
+               &BlockConfig::poll_us),
+      });
+}
+
 }  // namespace
 
-std::variant<uint64_t, ConfigError> parse_memory_size(std::string_view text) {
+ConfigResult<uint64_t> parse_memory_size(std::string_view text) {
   const std::string bad = "invalid memory size " + quoted(text) +
                           " (expected a number with an optional K, M or G suffix, e.g. 512M)";
   uint64_t shift = 20;  // bare number: MiB
@@ -76,69 +133,21 @@ std::variant<uint64_t, ConfigError> parse_memory_size(std::string_view text) {
   return bytes;
 }
 
-std::variant<DiskConfig, ConfigError> parse_disk(std::string_view text) {
-  DiskConfig disk;
-  std::set<std::string, std::less<>> seen;
-  bool have_path = false;
-  std::string_view rest = text;
-  while (true) {
-    const size_t comma = rest.find(',');
-    const std::string_view item = rest.substr(0, comma);
-    const size_t eq = item.find('=');
-    if (eq == std::string_view::npos) {
-      return ConfigError{"--disk " + quoted(text) + ": expected key=value, got " + quoted(item)};
-    }
-    const std::string_view key = item.substr(0, eq);
-    const std::string_view value = item.substr(eq + 1);
-    if (!seen.insert(std::string(key)).second) {
-      return ConfigError{"--disk " + quoted(text) + ": " + quoted(key) + " given twice"};
-    }
-    auto bad_value = [&](const char* expected) {
-      return ConfigError{"--disk " + quoted(text) + ": invalid " + std::string(key) + " " +
-                         quoted(value) + " (expected " + expected + ")"};
-    };
-    if (key == "path") {
-      if (value.empty()) return bad_value("a file name");
-      disk.path = value;
-      have_path = true;
-    } else if (key == "readonly" || key == "direct") {
-      const std::optional<bool> on = parse_on_off(value);
-      if (!on) return bad_value("on or off");
-      (key == "readonly" ? disk.readonly : disk.direct) = *on;
-    } else if (key == "serial") {
-      if (value.size() > kMaxDiskSerial) return bad_value("at most 20 characters");
-      disk.serial = value;
-    } else if (key == "engine") {
-      if (value == "io_uring") {
-        disk.engine = DiskEngine::kIoUring;
-      } else if (value == "sync") {
-        disk.engine = DiskEngine::kSync;
-      } else {
-        return bad_value("io_uring or sync");
-      }
-    } else if (key == "queues") {
-      const std::optional<uint64_t> n = parse_u64(value);
-      if (!n || *n == 0 || *n > kMaxDiskQueues) return bad_value("a number from 1 to 16");
-      disk.queues = static_cast<uint32_t>(*n);
-    } else if (key == "poll_us") {
-      const std::optional<uint64_t> n = parse_u64(value);
-      if (!n || *n > kMaxDiskPollUs) {
-        const std::string range = "a number of microseconds from 0 to " + std::to_string(kMaxDiskPollUs);
-        return bad_value(range.c_str());
-      }
-      disk.poll_us = static_cast<uint32_t>(*n);
-    } else {
-      return ConfigError{"--disk " + quoted(text) + ": unknown key " + quoted(key) +
-                         " (known: path, readonly, serial, direct, engine, queues, poll_us)"};
-    }
-    if (comma == std::string_view::npos) break;
-    rest.remove_prefix(comma + 1);
-  }
-  if (!have_path) return ConfigError{"--disk " + quoted(text) + ": path=FILE is required"};
-  return disk;
+ConfigResult<devices::BlockConfig> parse_disk(std::string_view text) {
+  auto disk = disk_options().parse(text);
+  if (!disk) return ConfigError{std::move(disk).error()};
+  return std::move(disk).value();
 }
 
-std::variant<SerialConfig, ConfigError> parse_serial(std::string_view text) {
+std::string disk_synopsis() {
+  return disk_options().synopsis();
+}
+
+std::string disk_help() {
+  return disk_options().help();
+}
+
+ConfigResult<SerialConfig> parse_serial(std::string_view text) {
   if (text == "stdio") return SerialConfig{SerialMode::kStdio, {}};
   if (text == "null") return SerialConfig{SerialMode::kNull, {}};
   if (text.starts_with("file=") && text.size() > 5) {
@@ -147,7 +156,7 @@ std::variant<SerialConfig, ConfigError> parse_serial(std::string_view text) {
   return ConfigError{"invalid --serial " + quoted(text) + " (expected stdio, null or file=PATH)"};
 }
 
-std::variant<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv) {
+Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv) {
   VmConfig config;
   std::string memory = "512M";
   std::vector<std::string> disks;
@@ -169,10 +178,8 @@ std::variant<VmConfig, ParseExit> parse_command_line(int argc, const char* const
   app.add_option("--cpus", config.cpus, "Number of vCPUs")
       ->type_name("N")
       ->default_str("1")
-      ->check(CLI::Range(1U, kMaxCpus));
-  app.add_option("--disk", disks,
-                 "virtio-blk disk (repeatable): path=FILE[,readonly=on][,serial=ID][,direct=on]"
-                 "[,engine=io_uring|sync][,queues=N][,poll_us=N]")
+      ->check(CLI::Range(1U, boot::kMaxCpus));
+  app.add_option("--disk", disks, "virtio-blk disk (repeatable): " + disk_synopsis())
       ->type_name("SPEC")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
@@ -198,16 +205,8 @@ std::variant<VmConfig, ParseExit> parse_command_line(int argc, const char* const
       "  minivmm --kernel bzImage --initrd initrd.img --memory 1G --cpus 2 \\\n"
       "          --disk path=rootfs.img,serial=root --cmdline \"console=ttyS0 root=/dev/vda\"\n"
       "\n"
-      "Disk keys (--disk, comma-separated):\n"
-      "  path=FILE             raw disk image (required); locked against a second writer\n"
-      "  readonly=on|off       read-only disk: the file is opened O_RDONLY (default off)\n"
-      "  serial=ID             the serial the guest reads (GET_ID), up to 20 characters\n"
-      "  direct=on|off         O_DIRECT, bypassing the host page cache (default off)\n"
-      "  engine=io_uring|sync  backend (default io_uring; sync where io_uring is refused)\n"
-      "  queues=N              request queues, 1-16 (default 1)\n"
-      "  poll_us=N             the disk's I/O thread keeps polling the queues for N us after\n"
-      "                        work before it sleeps (default 0 = off; 100 suits busy disks;\n"
-      "                        at most 10000)\n"
+      "Disk keys (--disk, comma-separated):\n" +
+      disk_help() +
       "\n"
       "Exit status: 0 guest powered off or rebooted, 1 VMM or host error, 2 bad usage,\n"
       "3 guest crashed (triple fault), 4 host KVM cannot run the guest, 130/143 stopped by\n"
@@ -228,16 +227,16 @@ std::variant<VmConfig, ParseExit> parse_command_line(int argc, const char* const
     return ParseExit{2, "--initrd: the path must not be empty"};
   }
   auto mem = parse_memory_size(memory);
-  if (auto* err = std::get_if<ConfigError>(&mem)) return ParseExit{2, err->message};
-  config.memory = std::get<uint64_t>(mem);
+  if (!mem) return ParseExit{2, mem.error().message};
+  config.memory = *mem;
   for (const std::string& spec : disks) {
     auto disk = parse_disk(spec);
-    if (auto* err = std::get_if<ConfigError>(&disk)) return ParseExit{2, err->message};
-    config.disks.push_back(std::get<DiskConfig>(std::move(disk)));
+    if (!disk) return ParseExit{2, disk.error().message};
+    config.disks.push_back(std::move(disk).value());
   }
   auto ser = parse_serial(serial);
-  if (auto* err = std::get_if<ConfigError>(&ser)) return ParseExit{2, err->message};
-  config.serial = std::get<SerialConfig>(std::move(ser));
+  if (!ser) return ParseExit{2, ser.error().message};
+  config.serial = *ser;
   config.acpi = !no_acpi;
   return config;
 }

@@ -9,30 +9,17 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <variant>
 #include <vector>
+
+#include "devices/virtio_blk.h"
+#include "virtio/result.h"
 
 namespace minivmm::vmm {
 
 inline constexpr const char* kDefaultCmdline = "console=ttyS0 reboot=k panic=-1";
 inline constexpr uint64_t kDefaultMemory = 512ULL << 20;
-inline constexpr uint32_t kMaxCpus = 254;  // xAPIC ids 0..254; 255 is the broadcast id
 inline constexpr uint32_t kMaxDiskQueues = 16;
-inline constexpr size_t kMaxDiskSerial = 20;  // virtio 1.2 §5.2.6: VIRTIO_BLK_ID_BYTES
 inline constexpr uint32_t kMaxDiskPollUs = 10'000;
-
-enum class DiskEngine { kIoUring, kSync };
-
-struct DiskConfig {
-  std::string path;
-  bool readonly = false;
-  std::string serial;   // empty: the device derives none
-  bool direct = false;  // O_DIRECT
-  DiskEngine engine = DiskEngine::kIoUring;
-  uint32_t queues = 1;
-  std::optional<uint32_t> poll_us;  // unset: the device's default
-  bool operator==(const DiskConfig&) const = default;
-};
 
 enum class SerialMode { kStdio, kNull, kFile };
 
@@ -48,7 +35,7 @@ struct VmConfig {
   std::string cmdline = kDefaultCmdline;
   uint64_t memory = kDefaultMemory;
   uint32_t cpus = 1;
-  std::vector<DiskConfig> disks;
+  std::vector<devices::BlockConfig> disks;  // filled by parse_disk
   SerialConfig serial;
   bool acpi = true;
   bool rng = true;  // virtio-rng (--rng on|off)
@@ -61,14 +48,21 @@ struct ConfigError {
   std::string message;
 };
 
+template <typename T>
+using ConfigResult = Result<T, ConfigError>;
+
 // "512M", "1G", "4096K", "1073741824B"; a bare number is MiB (as QEMU's -m). Nonzero and a
 // multiple of 4 KiB.
-std::variant<uint64_t, ConfigError> parse_memory_size(std::string_view text);
-// "path=FILE[,readonly=on][,serial=ID][,direct=on][,engine=io_uring|sync][,queues=N]
-//  [,poll_us=N]".
-std::variant<DiskConfig, ConfigError> parse_disk(std::string_view text);
+ConfigResult<uint64_t> parse_memory_size(std::string_view text);
+// "path=FILE[,readonly=on|off][,serial=ID][,direct=on|off][,engine=io_uring|sync][,queues=N]
+//  [,poll_us=N]" (disk_synopsis()); keys not given keep BlockConfig's defaults (poll_us:
+// BlockConfig::kDefaultPollUs).
+ConfigResult<devices::BlockConfig> parse_disk(std::string_view text);
+// The --disk synopsis and per-key help lines, generated from the same table as parse_disk.
+std::string disk_synopsis();
+std::string disk_help();
 // "stdio", "null" or "file=PATH".
-std::variant<SerialConfig, ConfigError> parse_serial(std::string_view text);
+ConfigResult<SerialConfig> parse_serial(std::string_view text);
 
 // What the command line asks for: run a VM, or exit now with `status` after printing
 // `output` (help text, to stdout) or an error line (to stderr).
@@ -76,6 +70,6 @@ struct ParseExit {
   int status;
   std::string output;  // for status 0: help text; otherwise the one-line error
 };
-std::variant<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv);
+Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv);
 
 }  // namespace minivmm::vmm

@@ -14,7 +14,6 @@
 #include <chrono>
 #include <cstdio>
 #include <exception>
-#include <variant>
 
 #include "vmm/config.h"
 #include "vmm/exit_status.h"
@@ -37,15 +36,16 @@ void setup_logging(const std::string& level) {
 
 int run(int argc, char** argv, std::chrono::steady_clock::time_point start) {
   auto parsed = minivmm::vmm::parse_command_line(argc, argv);
-  if (auto* exit = std::get_if<minivmm::vmm::ParseExit>(&parsed)) {
-    if (exit->status == 0) {
-      std::fputs(exit->output.c_str(), stdout);
+  if (!parsed) {
+    const minivmm::vmm::ParseExit& exit = parsed.error();
+    if (exit.status == 0) {
+      std::fputs(exit.output.c_str(), stdout);
     } else {
-      std::fprintf(stderr, "minivmm: error: %s\n", exit->output.c_str());
+      std::fprintf(stderr, "minivmm: error: %s\n", exit.output.c_str());
     }
-    return exit->status;
+    return exit.status;
   }
-  const auto& config = std::get<minivmm::vmm::VmConfig>(parsed);
+  const minivmm::vmm::VmConfig& config = *parsed;
   setup_logging(config.log_level);
 
   signal(SIGPIPE, SIG_IGN);

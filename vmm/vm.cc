@@ -68,20 +68,6 @@ std::vector<uint8_t> read_file(const std::string& path, const char* what) {
   return data;
 }
 
-devices::BlockConfig block_config(const DiskConfig& disk) {
-  devices::BlockConfig c;
-  c.path = disk.path;
-  c.read_only = disk.readonly;
-  c.direct = disk.direct;
-  c.serial = disk.serial;
-  c.engine = disk.engine == DiskEngine::kSync ? devices::BlockConfig::Engine::kSync
-                                              : devices::BlockConfig::Engine::kIoUring;
-  c.num_queues = static_cast<uint16_t>(disk.queues);
-  static_assert(devices::BlockConfig::kDefaultPollUs == 0, "--help names the default");
-  if (disk.poll_us) c.poll_us = *disk.poll_us;
-  return c;
-}
-
 // Highest guest physical address width the host's vCPUs support (CPUID 0x80000008 EAX[7:0]).
 uint32_t phys_address_bits(const std::vector<kvm_cpuid_entry2>& cpuid) {
   for (const auto& e : cpuid) {
@@ -152,7 +138,7 @@ void Vm::add_virtio_device(std::string name, std::shared_ptr<virtio::VirtioDevic
 void Vm::open_disks(const VmConfig& config) {
   std::set<std::string> seen;
   for (size_t i = 0; i < config.disks.size(); ++i) {
-    const DiskConfig& d = config.disks[i];
+    const devices::BlockConfig& d = config.disks[i];
     if (char* real = ::realpath(d.path.c_str(), nullptr)) {
       const bool fresh = seen.insert(real).second;
       std::free(real);
@@ -160,14 +146,14 @@ void Vm::open_disks(const VmConfig& config) {
     }
     std::shared_ptr<devices::VirtioBlock> disk;
     try {
-      disk = std::make_shared<devices::VirtioBlock>(block_config(d));
+      disk = std::make_shared<devices::VirtioBlock>(d);
     } catch (const devices::DiskImageError& e) {
       throw VmError(e.what(), kExitVmmError);
     } catch (const std::invalid_argument& e) {
       throw VmError("disk " + d.path + ": " + e.what(), kExitUsage);
     }
     spdlog::debug("disk {}: {} sectors, engine {}", d.path, disk->config().capacity,
-                  d.engine == DiskEngine::kSync ? "sync" : "io_uring");
+                  d.engine == devices::BlockConfig::Engine::kSync ? "sync" : "io_uring");
     add_virtio_device("disk " + d.path, std::move(disk));
   }
 }

@@ -180,7 +180,7 @@ TEST_CASE("DSDT contains COM1, the virtio devices and _S5_", "[boot][acpi]") {
 TEST_CASE("bad ACPI configs are rejected", "[boot][acpi]") {
   CHECK_FALSE(build_acpi_tables(sample_config(0, 0)));
   CHECK_FALSE(build_acpi_tables(sample_config(255, 0)));
-  CHECK(build_acpi_tables(sample_config(254, kMaxVirtioMmioDevices)));
+  CHECK(build_acpi_tables(sample_config(kMaxCpus, kMaxVirtioMmioDevices)));
   AcpiConfig clash = sample_config(1, 0);
   clash.devices.push_back({0xd000'0000, 0x1000, kCom1Irq});
   auto r = build_acpi_tables(clash);

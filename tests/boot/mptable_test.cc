@@ -85,7 +85,7 @@ Parsed parse(const std::vector<uint8_t>& ram, uint64_t scan_start, uint64_t scan
 
 TEST_CASE("MP table: CPUs, ISA bus, IOAPIC and every pin, as Linux parses them",
           "[boot][mptable]") {
-  const uint32_t cpus = GENERATE(1u, 2u, 7u, kMpMaxCpus);
+  const uint32_t cpus = GENERATE(1u, 2u, 7u, kMaxCpus);
   std::vector<uint8_t> ram(2 * kMiB, 0xcc);
   REQUIRE(write_mptable(ram, cpus));
   // Linux searches the BIOS ROM area 0xf0000-0xfffff (mpparse.c smp_scan_config).
@@ -124,7 +124,7 @@ TEST_CASE("MP table: CPUs, ISA bus, IOAPIC and every pin, as Linux parses them",
 
 TEST_CASE("MP table: impossible CPU counts and memory are errors, not crashes", "[boot][mptable]") {
   CHECK_FALSE(build_mptable(0));
-  auto too_many = build_mptable(kMpMaxCpus + 1);
+  auto too_many = build_mptable(kMaxCpus + 1);
   REQUIRE_FALSE(too_many);
   CHECK_THAT(too_many.error(), Catch::Contains("255 CPUs"));
   CHECK_FALSE(build_mptable(1, kMpTableAddr + 8));  // not 16-byte aligned

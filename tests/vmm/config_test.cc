@@ -3,7 +3,6 @@
 #include <catch2/catch.hpp>
 
 #include <string>
-#include <variant>
 #include <vector>
 
 #include "vmm/config.h"
@@ -12,7 +11,7 @@ using namespace minivmm::vmm;
 
 namespace {
 
-std::variant<VmConfig, ParseExit> parse(std::vector<std::string> args) {
+minivmm::Result<VmConfig, ParseExit> parse(std::vector<std::string> args) {
   args.insert(args.begin(), "minivmm");
   std::vector<const char*> argv;
   for (const auto& a : args) argv.push_back(a.c_str());
@@ -21,24 +20,24 @@ std::variant<VmConfig, ParseExit> parse(std::vector<std::string> args) {
 
 ParseExit parse_error(std::vector<std::string> args) {
   auto r = parse(std::move(args));
-  REQUIRE(std::holds_alternative<ParseExit>(r));
-  return std::get<ParseExit>(r);
+  REQUIRE_FALSE(r.has_value());
+  return r.error();
 }
 
 VmConfig parse_ok(std::vector<std::string> args) {
   auto r = parse(std::move(args));
-  if (auto* e = std::get_if<ParseExit>(&r)) FAIL("unexpected parse exit: " << e->output);
-  return std::get<VmConfig>(r);
+  if (!r) FAIL("unexpected parse exit: " << r.error().output);
+  return *r;
 }
 
 uint64_t size_of(const char* text) {
   auto r = parse_memory_size(text);
-  REQUIRE(std::holds_alternative<uint64_t>(r));
-  return std::get<uint64_t>(r);
+  REQUIRE(r.has_value());
+  return *r;
 }
 
 bool size_fails(const char* text) {
-  return std::holds_alternative<ConfigError>(parse_memory_size(text));
+  return !parse_memory_size(text).has_value();
 }
 
 }  // namespace
@@ -66,66 +65,73 @@ TEST_CASE("bad memory sizes are rejected") {
 }
 
 TEST_CASE("disk specs") {
+  using minivmm::devices::BlockConfig;
   auto r = parse_disk("path=/tmp/a.img");
-  REQUIRE(std::holds_alternative<DiskConfig>(r));
-  DiskConfig d = std::get<DiskConfig>(r);
+  REQUIRE(r.has_value());
+  BlockConfig d = *r;
   CHECK(d.path == "/tmp/a.img");
-  CHECK_FALSE(d.readonly);
+  CHECK_FALSE(d.read_only);
   CHECK_FALSE(d.direct);
-  CHECK(d.engine == DiskEngine::kIoUring);
-  CHECK(d.queues == 1);
-  CHECK_FALSE(d.poll_us.has_value());
+  CHECK(d.serial.empty());
+  CHECK(d.engine == BlockConfig::Engine::kIoUring);
+  CHECK(d.num_queues == 1);
+  CHECK(d.queue_size == BlockConfig{}.queue_size);
+  CHECK(d.poll_us == BlockConfig::kDefaultPollUs);  // not given: the device's default
 
-  r = parse_disk(
-      "path=b.img,readonly=on,serial=ROOT-1,direct=on,engine=sync,queues=4,poll_us=0");
-  REQUIRE(std::holds_alternative<DiskConfig>(r));
-  d = std::get<DiskConfig>(r);
+  r = parse_disk("path=b.img,readonly=on,serial=ROOT-1,direct=on,engine=sync,queues=4,poll_us=0");
+  REQUIRE(r.has_value());
+  d = *r;
   CHECK(d.path == "b.img");
-  CHECK(d.readonly);
+  CHECK(d.read_only);
   CHECK(d.direct);
   CHECK(d.serial == "ROOT-1");
-  CHECK(d.engine == DiskEngine::kSync);
-  CHECK(d.queues == 4);
+  CHECK(d.engine == BlockConfig::Engine::kSync);
+  CHECK(d.num_queues == 4);
   CHECK(d.poll_us == 0u);
 
-  r = parse_disk("path=c.img,poll_us=10000");
-  REQUIRE(std::holds_alternative<DiskConfig>(r));
-  CHECK(std::get<DiskConfig>(r).poll_us == 10000u);
+  r = parse_disk("path=c.img,poll_us=10000,serial=12345678901234567890,queues=16");
+  REQUIRE(r.has_value());
+  CHECK(r->poll_us == 10000u);
+  CHECK(r->serial == "12345678901234567890");
+  CHECK(r->num_queues == 16);
 }
 
 TEST_CASE("bad disk specs say what is wrong") {
   auto message = [](const char* spec) {
     auto r = parse_disk(spec);
-    REQUIRE(std::holds_alternative<ConfigError>(r));
-    return std::get<ConfigError>(r).message;
+    REQUIRE_FALSE(r.has_value());
+    return r.error().message;
   };
-  CHECK_THAT(message("readonly=on"), Catch::Contains("path=FILE is required"));
-  CHECK_THAT(message("path="), Catch::Contains("invalid path"));
-  CHECK_THAT(message("path=a,readonly=maybe"), Catch::Contains("on or off"));
-  CHECK_THAT(message("path=a,engine=aio"), Catch::Contains("io_uring or sync"));
-  CHECK_THAT(message("path=a,queues=0"), Catch::Contains("1 to 16"));
-  CHECK_THAT(message("path=a,queues=17"), Catch::Contains("1 to 16"));
-  CHECK_THAT(message("path=a,queues=x"), Catch::Contains("1 to 16"));
-  CHECK_THAT(message("path=a,poll_us=10001"), Catch::Contains("from 0 to 10000"));
-  CHECK_THAT(message("path=a,poll_us=-1"), Catch::Contains("from 0 to 10000"));
-  CHECK_THAT(message("path=a,serial=123456789012345678901"), Catch::Contains("20 characters"));
-  CHECK_THAT(message("path=a,color=red"), Catch::Contains("unknown key 'color'"));
-  CHECK_THAT(message("path=a,path=b"), Catch::Contains("given twice"));
-  CHECK_THAT(message("path=a,,readonly=on"), Catch::Contains("key=value"));
-  CHECK_THAT(message("a.img"), Catch::Contains("key=value"));
+  CHECK(message("readonly=on") == "--disk: path=FILE is required");
+  CHECK(message("path=") == "--disk: path= must not be empty");
+  CHECK(message("path=a,readonly=maybe") == "--disk: readonly=maybe is not on or off");
+  CHECK(message("path=a,engine=aio") == "--disk: engine=aio is not io_uring or sync");
+  CHECK(message("path=a,queues=0") == "--disk: queues=0 is out of range 1-16");
+  CHECK(message("path=a,queues=17") == "--disk: queues=17 is out of range 1-16");
+  CHECK(message("path=a,queues=x") == "--disk: queues=x is not a number (range 1-16)");
+  CHECK(message("path=a,poll_us=10001") == "--disk: poll_us=10001 is out of range 0-10000");
+  CHECK(message("path=a,poll_us=-1") == "--disk: poll_us=-1 is not a number (range 0-10000)");
+  CHECK(message("path=a,serial=123456789012345678901") ==
+        "--disk: serial=123456789012345678901 is longer than 20 characters");
+  CHECK(message("path=a,color=red") ==
+        "--disk: unknown key 'color' (keys: path, readonly, serial, direct, engine, queues, "
+        "poll_us)");
+  CHECK(message("path=a,path=b") == "--disk: key 'path' given twice");
+  CHECK(message("path=a,,readonly=on") == "--disk: expected key=value, got ''");
+  CHECK(message("a.img") == "--disk: expected key=value, got 'a.img'");
 }
 
 TEST_CASE("serial modes") {
   auto ok = [](const char* text) {
     auto r = parse_serial(text);
-    REQUIRE(std::holds_alternative<SerialConfig>(r));
-    return std::get<SerialConfig>(r);
+    REQUIRE(r.has_value());
+    return *r;
   };
   CHECK(ok("stdio").mode == SerialMode::kStdio);
   CHECK(ok("null").mode == SerialMode::kNull);
   CHECK(ok("file=/tmp/x.log") == SerialConfig{SerialMode::kFile, "/tmp/x.log"});
-  CHECK(std::holds_alternative<ConfigError>(parse_serial("file=")));
-  CHECK(std::holds_alternative<ConfigError>(parse_serial("tty")));
+  CHECK_FALSE(parse_serial("file=").has_value());
+  CHECK_FALSE(parse_serial("tty").has_value());
 }
 
 TEST_CASE("defaults") {
@@ -158,7 +164,7 @@ TEST_CASE("every option") {
   CHECK(c.cpus == 4);
   REQUIRE(c.disks.size() == 2);
   CHECK(c.disks[0].path == "a.img");
-  CHECK(c.disks[1].readonly);
+  CHECK(c.disks[1].read_only);
   CHECK(c.serial.mode == SerialMode::kNull);
   CHECK_FALSE(c.acpi);
   CHECK(c.virtio_cmdline);
@@ -193,4 +199,23 @@ TEST_CASE("--help exits 0 and shows an example") {
   CHECK_THAT(e.output, Catch::Contains("Example:"));
   CHECK_THAT(e.output, Catch::Contains("--disk"));
   CHECK_THAT(e.output, Catch::Contains("Exit status"));
+}
+
+TEST_CASE("--help documents every disk key from the table that parses them") {
+  const std::string help = parse_error({"--help"}).output;
+  CHECK_THAT(help, Catch::Contains("--disk SPEC"));
+  CHECK_THAT(help, Catch::Contains("path=FILE[,readonly=on|off][,serial=ID][,direct=on|off]"
+                                   "[,engine=io_uring|sync][,queues=N][,poll_us=N]"));
+  CHECK(disk_help() ==
+        "  path=FILE             raw disk image; locked against a second writer (required)\n"
+        "  readonly=on|off       read-only disk: the file is opened O_RDONLY (default off)\n"
+        "  serial=ID             the serial the guest reads with GET_ID (at most 20 characters)\n"
+        "  direct=on|off         O_DIRECT, bypassing the host page cache (default off)\n"
+        "  engine=io_uring|sync  backend; io_uring falls back to sync where the kernel refuses it\n"
+        "                        (default io_uring)\n"
+        "  queues=N              request queues (1-16, default 1)\n"
+        "  poll_us=N             the disk's I/O thread keeps polling the queues for N us after\n"
+        "                        work before it sleeps; 0 = off, 100 suits busy disks (0-10000,\n"
+        "                        default 0)\n");
+  CHECK_THAT(help, Catch::Contains("Disk keys (--disk, comma-separated):\n" + disk_help()));
 }

@@ -1,4 +1,4 @@
-#include "virtio/result.h"
+#include "virtio/error.h"
 
 namespace minivmm::virtio {
 
