@@ -104,13 +104,19 @@ void write_all(int fd, const uint8_t* data, size_t len) {
 
 Vm::Vm(const VmConfig& config, std::chrono::steady_clock::time_point start) : start_(start) {
   // Cheap checks of user input first, so that bad files are reported even without KVM.
+  // The debug lines before each KVM step say how far a start got when the host freezes
+  // in it (the nested KVM host of this project's machines, README "Known issues").
   read_images(config);
   open_disks(config);
+  spdlog::debug("start: KVM_CREATE_VM, KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR");
   open_kvm(config);
+  spdlog::debug("start: guest RAM ({} MiB) and memory slots, boot images", config.memory >> 20);
   setup_memory_and_boot(config);
+  spdlog::debug("start: KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2");
   create_interrupt_controllers();
   setup_legacy_devices(config, start);
   setup_disk_transports();
+  spdlog::debug("start: {} vCPU(s): KVM_CREATE_VCPU, CPUID, MSRs, registers", config.cpus);
   setup_vcpus(config);
 }
 
