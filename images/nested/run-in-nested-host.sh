@@ -298,7 +298,10 @@ show_console() {
     tail -n 25 "$ctl/console.log" | sed 's/^/  | /' >&2
   fi
 }
-if [[ $qemu_rc == 124 && -z $status ]]; then
+# (137: `timeout` had to SIGKILL QEMU after its TERM, e.g. a stopped QEMU)
+timed_out="$(awk -v s="$t_start" -v e="$t_end" -v t="$timeout_s" 'BEGIN { print (e - s >= t) ? 1 : 0 }')"
+if [[ -z $status && ! -e $ctl/host-unresponsive && ! -e $ctl/host-broken ]] &&
+  [[ $qemu_rc == 124 || ($qemu_rc == 137 && $timed_out == 1) ]]; then
   log "error: timed out after ${timeout_s}s (MINIVMM_NESTED_TIMEOUT)"
   show_console
   exit 124
