@@ -223,6 +223,17 @@ qemu_args+=(-pidfile "$ctl/qemu.pid")
 # console says so: stop it then instead of at the timeout, and report 123. It can also
 # freeze as a whole, printing nothing: its heartbeat stops; stop it and report 122.
 host_broken='Kernel panic - not syncing|BUG: soft lockup'
+qemu_cpu() { # qemu_cpu: CPU use of each QEMU thread over 1 s ("name pct% ..."), to tell a
+  # spinning QEMU (the wedge: its TCG vCPU threads busy) from a starved or stopped one
+  local q t a b
+  q="$(cat "$ctl/qemu.pid" 2>/dev/null || true)"
+  [[ $q =~ ^[0-9]+$ && -d /proc/$q ]] || return 0
+  a="$(for t in /proc/"$q"/task/*; do echo "$(cat "$t/comm" 2>/dev/null | tr ' ' _) $(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null)"; done)"
+  sleep 1
+  b="$(for t in /proc/"$q"/task/*; do echo "$(cat "$t/comm" 2>/dev/null | tr ' ' _) $(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null)"; done)"
+  paste -d' ' <(echo "$a") <(echo "$b") | awk -v hz="$(getconf CLK_TCK)" \
+    '$1 != "" && $4 - $2 > 0 { printf "%s %d%% ", $1, 100 * ($4 - $2) / hz; n++ } END { if (!n) printf "none (stopped or starved)" }'
+}
 kill_qemu() { # kill_qemu TIMEOUT_PID: SIGKILL QEMU itself (a SIGSTOPped or spinning one too)
   local q
   q="$(cat "$ctl/qemu.pid" 2>/dev/null || true)"
@@ -258,7 +269,7 @@ watch_host() { # watch_host TIMEOUT_PID
       return
     fi
     if [[ -n $beat ]] && ((now - last >= hb_timeout)); then
-      echo "no heartbeat for $((now - last))s (MINIVMM_NESTED_HEARTBEAT_TIMEOUT=$hb_timeout), last '$beat' (uptime, count)" >"$ctl/host-unresponsive"
+      echo "no heartbeat for $((now - last))s (MINIVMM_NESTED_HEARTBEAT_TIMEOUT=$hb_timeout), last '$beat' (uptime, count); QEMU threads busy over 1 s: $(qemu_cpu)" >"$ctl/host-unresponsive"
       kill_qemu "$1"
       return
     fi
