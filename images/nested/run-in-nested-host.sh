@@ -24,7 +24,9 @@
 #   MINIVMM_NESTED_RW         extra writable directories (created if missing)
 #   MINIVMM_NESTED_MEM        guest RAM (default 3G)
 #   MINIVMM_NESTED_SMP        vCPUs (default 2)
-#   MINIVMM_NESTED_CPU        QEMU -cpu model (default max: TCG's SVM + NPT)
+#   MINIVMM_NESTED_CPU        QEMU -cpu model (default max,la57=off: TCG's SVM + NPT, 4-level
+#                             paging; with la57 the host froze in ~1.5% of 2-vCPU guest
+#                             starts, issue #16, README "Known issues")
 #   MINIVMM_NESTED_ACCEL      QEMU -accel (default tcg; e.g. tcg,thread=single)
 #   MINIVMM_NESTED_KVM_AMD_PARAMS  kvm_amd module parameters, e.g. "avic=0 npt=1"
 #                             (as kvm_amd.X=Y on the nested host's kernel command line)
@@ -145,7 +147,7 @@ for p in ${MINIVMM_NESTED_KVM_AMD_PARAMS:-}; do
   kvm_amd_args+=" kvm_amd.$p"
 done
 qemu_args=(
-  -accel "${MINIVMM_NESTED_ACCEL:-tcg}" -cpu "${MINIVMM_NESTED_CPU:-max}" -m "$mem" -smp "$smp"
+  -accel "${MINIVMM_NESTED_ACCEL:-tcg}" -cpu "${MINIVMM_NESTED_CPU:-max,la57=off}" -m "$mem" -smp "$smp"
   -nodefaults -no-user-config -display none -no-reboot
   -kernel "$KERNEL_IMAGE" -initrd "$initrd"
   -append "console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off rdinit=/init$kvm_amd_args"

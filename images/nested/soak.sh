@@ -103,7 +103,7 @@ export MINIVMM_NESTED_HEARTBEAT_TIMEOUT="${MINIVMM_NESTED_HEARTBEAT_TIMEOUT:-20}
 config="vmm=$vmm_kind cpus=$cpus memory=$memory deadline=${deadline}s"
 [[ $vmm_kind == minivmm ]] && config+=" log=$level"
 config+=" extra='${extra[*]}'"
-config+=" nested: cpu=${MINIVMM_NESTED_CPU:-max} smp=${MINIVMM_NESTED_SMP:-2} mem=${MINIVMM_NESTED_MEM:-3G}"
+config+=" nested: cpu=${MINIVMM_NESTED_CPU:-max,la57=off} smp=${MINIVMM_NESTED_SMP:-2} mem=${MINIVMM_NESTED_MEM:-3G}"
 config+=" accel=${MINIVMM_NESTED_ACCEL:-tcg} kvm_amd='${MINIVMM_NESTED_KVM_AMD_PARAMS:-}'"
 config+=" heartbeat_timeout=${MINIVMM_NESTED_HEARTBEAT_TIMEOUT}s"
 load0="$(cut -d' ' -f1-3 /proc/loadavg)"
