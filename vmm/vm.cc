@@ -104,19 +104,13 @@ void write_all(int fd, const uint8_t* data, size_t len) {
 
 Vm::Vm(const VmConfig& config, std::chrono::steady_clock::time_point start) : start_(start) {
   // Cheap checks of user input first, so that bad files are reported even without KVM.
-  // The debug lines before each KVM step say how far a start got when the host freezes
-  // in it (the nested KVM host of this project's machines, README "Known issues").
   read_images(config);
   open_disks(config);
-  spdlog::debug("start: KVM_CREATE_VM, KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR");
   open_kvm(config);
-  spdlog::debug("start: guest RAM ({} MiB) and memory slots, boot images", config.memory >> 20);
   setup_memory_and_boot(config);
-  spdlog::debug("start: KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2");
   create_interrupt_controllers();
   setup_legacy_devices(config, start);
   setup_disk_transports();
-  spdlog::debug("start: {} vCPU(s): KVM_CREATE_VCPU, CPUID, MSRs, registers", config.cpus);
   setup_vcpus(config);
 }
 
@@ -166,7 +160,10 @@ void Vm::open_disks(const VmConfig& config) {
   }
 }
 
+// The "start:" debug lines before each KVM step say how far a start got when the host
+// freezes in it (the nested KVM host of this project's machines, README "Known issues").
 void Vm::open_kvm(const VmConfig& config) {
+  spdlog::debug("start: KVM_CREATE_VM, KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR");
   kvm_.emplace(Kvm::open());
   const int max_vcpus = kvm_->max_vcpus();
   if (config.cpus > static_cast<uint32_t>(max_vcpus)) {
@@ -180,6 +177,7 @@ void Vm::open_kvm(const VmConfig& config) {
 }
 
 void Vm::create_interrupt_controllers() {
+  spdlog::debug("start: KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2");
   // After the RAM is registered: registering memory once the in-kernel irqchip exists costs
   // KVM about 20 times more (6.9 ms instead of 0.3 ms measured here, bench/RESULTS.md).
   vm_->create_irqchip();
@@ -187,6 +185,7 @@ void Vm::create_interrupt_controllers() {
 }
 
 void Vm::setup_memory_and_boot(const VmConfig& config) {
+  spdlog::debug("start: guest RAM ({} MiB) and memory slots, boot images", config.memory >> 20);
   const uint64_t top = boot::ram_regions(config.memory).back().guest_addr +
                        boot::ram_regions(config.memory).back().size;
   const uint32_t bits = phys_address_bits(kvm_->supported_cpuid());
@@ -304,6 +303,7 @@ void Vm::setup_disk_transports() {
 }
 
 void Vm::setup_vcpus(const VmConfig& config) {
+  spdlog::debug("start: {} vCPU(s): KVM_CREATE_VCPU, CPUID, MSRs, registers", config.cpus);
   install_vcpu_kick_handler();
   const std::vector<kvm_cpuid_entry2> supported = kvm_->supported_cpuid();
   CpuidHostCaps caps;
