@@ -167,6 +167,7 @@ void Vcpu::run(std::chrono::steady_clock::time_point start) {
             .count();
       };
       const double entered = ms();
+      spdlog::debug("start: vCPU 0 first KVM_RUN at {:.3f} ms", entered);
       const RunResult r = fd_.run();
       spdlog::info("vCPU 0 entered the guest at {:.3f} ms; first exit (KVM exit reason {}) at {:.3f} ms",
                    entered, fd_.run_data()->exit_reason, ms());

@@ -158,7 +158,10 @@ void Vm::open_disks(const VmConfig& config) {
   }
 }
 
+// The "start:" debug lines before each KVM step say how far a start got when the host
+// freezes in it (the nested KVM host of this project's machines, README "Known issues").
 void Vm::open_kvm(const VmConfig& config) {
+  spdlog::debug("start: KVM_CREATE_VM, KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR");
   kvm_.emplace(Kvm::open());
   const int max_vcpus = kvm_->max_vcpus();
   if (config.cpus > static_cast<uint32_t>(max_vcpus)) {
@@ -172,6 +175,7 @@ void Vm::open_kvm(const VmConfig& config) {
 }
 
 void Vm::create_interrupt_controllers() {
+  spdlog::debug("start: KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2");
   // After the RAM is registered: registering memory once the in-kernel irqchip exists costs
   // KVM about 20 times more (6.9 ms instead of 0.3 ms measured here, bench/RESULTS.md).
   vm_->create_irqchip();
@@ -179,6 +183,7 @@ void Vm::create_interrupt_controllers() {
 }
 
 void Vm::setup_memory_and_boot(const VmConfig& config) {
+  spdlog::debug("start: guest RAM ({} MiB) and memory slots, boot images", config.memory >> 20);
   const uint64_t top = boot::ram_regions(config.memory).back().guest_addr +
                        boot::ram_regions(config.memory).back().size;
   const uint32_t bits = phys_address_bits(kvm_->supported_cpuid());
@@ -299,6 +304,7 @@ void Vm::attach_virtio_devices() {
 }
 
 void Vm::setup_vcpus(const VmConfig& config) {
+  spdlog::debug("start: {} vCPU(s): KVM_CREATE_VCPU, CPUID, MSRs, registers", config.cpus);
   install_vcpu_kick_handler();
   const std::vector<kvm_cpuid_entry2> supported = kvm_->supported_cpuid();
   CpuidHostCaps caps;

@@ -8,6 +8,10 @@
 #   ctl/kvm      "ok" or "missing: <reason>"
 #   ctl/times    uptimes at "ready" (command start) and "done"
 #   ctl/status   the command's exit status, or "nokvm" / "setup: <reason>"
+#   ctl/heartbeat  "<uptime> <n>", rewritten every 2 s from the moment ctl is mounted
+#                until poweroff, by a loop of this init (no chroot, no host-root
+#                9p): the runner kills a host whose heartbeat stops (a wedge of the
+#                whole emulated machine, which no process inside it can report)
 # Steps: mount proc/sys/dev, insmod the 9p/virtio/kvm modules, mount the host
 # root read-only (tag hostroot) at /newroot with tmpfs /tmp /run /dev/shm and
 # fresh proc/sys/dev, mount the writable exports at their host paths, chroot,
@@ -54,6 +58,17 @@ mkdir -p /ctl /newroot
 wait_tag ctl || setup_failed "9p export 'ctl' did not appear (virtio-pci/9pnet_virtio)"
 mount -t 9p -o "$p9opts" ctl /ctl || setup_failed "cannot mount the ctl export (9p)"
 [ -f /ctl/config ] || setup_failed "ctl/config missing"
+heartbeat() {
+  n=0
+  while :; do
+    read -r up _ </proc/uptime
+    n=$((n + 1))
+    echo "$up $n" >/ctl/heartbeat
+    sleep 2
+  done
+}
+heartbeat </dev/null >/dev/null 2>&1 &
+echo $! >/ctl/heartbeat.pid
 . /ctl/config
 
 if [ -c /dev/kvm ]; then

@@ -24,12 +24,23 @@
 #   MINIVMM_NESTED_RW         extra writable directories (created if missing)
 #   MINIVMM_NESTED_MEM        guest RAM (default 3G)
 #   MINIVMM_NESTED_SMP        vCPUs (default 2)
-#   MINIVMM_NESTED_CPU        QEMU -cpu model (default max: TCG's SVM + NPT)
+#   MINIVMM_NESTED_CPU        QEMU -cpu model (default max,la57=off: TCG's SVM + NPT, 4-level
+#                             paging; with la57 the host froze in ~1.5% of 2-vCPU guest
+#                             starts, issue #16, README "Known issues")
+#   MINIVMM_NESTED_ACCEL      QEMU -accel (default tcg; e.g. tcg,thread=single)
+#   MINIVMM_NESTED_KVM_AMD_PARAMS  kvm_amd module parameters, e.g. "avic=0 npt=1"
+#                             (as kvm_amd.X=Y on the nested host's kernel command line)
 #   MINIVMM_NESTED_TIMEOUT    seconds before the nested host is killed (default 3600)
 #   MINIVMM_NESTED_VERBOSE=1  nested host kernel console on stderr (else in a log)
 #   MINIVMM_NESTED_REQUIRE_KVM=0  run the command even when /dev/kvm is missing
 #   MINIVMM_NESTED_QUIET=1    no timing summary on stderr
 #   MINIVMM_NESTED_KEEP=1     keep the control directory (console log, status)
+#   MINIVMM_NESTED_HEARTBEAT_TIMEOUT  seconds without a heartbeat before the nested host
+#                             counts as wedged and is killed (default 30; 0 = no watch)
+#   MINIVMM_NESTED_BOOT_DEADLINE  seconds from QEMU's start to the first heartbeat
+#                             (default 120)
+#   MINIVMM_NESTED_DEBUG_STOP_AFTER=S  test aid: SIGSTOP QEMU S seconds after the
+#                             command started, i.e. freeze the nested host as a wedge does
 #
 # Exit status: COMMAND's status; 124 on timeout; 125 when the nested host could
 # not run it (no /dev/kvm in the nested host, boot or mount failure, crash); 123 when the
@@ -38,6 +49,11 @@
 # a kernel-stack overflow of recursive page faults after a timer interrupt inside
 # kvm_amd's VMRUN path, and both CPUs in soft lockup with minivmm's vCPU thread in VMRUN.
 # The console is watched for these, so such a host is stopped at once, not at the timeout.
+# 122 when the nested host stopped responding: its init's heartbeat (ctl/heartbeat,
+# every 2 s) did not change for MINIVMM_NESTED_HEARTBEAT_TIMEOUT s, or never came. The
+# whole emulated machine is then frozen (QEMU's TCG threads spin, nothing inside runs,
+# nothing reaches the console: issue #16), so it is killed at once (SIGKILL).
+# 122 and 123 are not results of the command: callers may rerun it in a fresh host.
 set -euo pipefail
 # shellcheck source=../lib/common.sh
 source "$(dirname "$0")/../lib/common.sh"
@@ -125,11 +141,16 @@ for a in "$@"; do
   rw_dirs+=("$d")
 done
 
+kvm_amd_args=""
+for p in ${MINIVMM_NESTED_KVM_AMD_PARAMS:-}; do
+  [[ $p =~ ^[a-z_]+=[A-Za-z0-9_-]+$ ]] || die "MINIVMM_NESTED_KVM_AMD_PARAMS: '$p' is not NAME=VALUE"
+  kvm_amd_args+=" kvm_amd.$p"
+done
 qemu_args=(
-  -accel tcg -cpu "${MINIVMM_NESTED_CPU:-max}" -m "$mem" -smp "$smp"
+  -accel "${MINIVMM_NESTED_ACCEL:-tcg}" -cpu "${MINIVMM_NESTED_CPU:-max,la57=off}" -m "$mem" -smp "$smp"
   -nodefaults -no-user-config -display none -no-reboot
   -kernel "$KERNEL_IMAGE" -initrd "$initrd"
-  -append "console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off rdinit=/init"
+  -append "console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off rdinit=/init$kvm_amd_args"
   -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
   -virtfs "local,path=$ctl,mount_tag=ctl,security_model=none,multidevs=remap"
 )
@@ -192,27 +213,82 @@ fi
 
 # --- run -----------------------------------------------------------------------
 qemu_rc=0
+hb_timeout="${MINIVMM_NESTED_HEARTBEAT_TIMEOUT:-30}"
+boot_deadline="${MINIVMM_NESTED_BOOT_DEADLINE:-120}"
+stop_after="${MINIVMM_NESTED_DEBUG_STOP_AFTER:-}"
+[[ $hb_timeout =~ ^[0-9]+$ ]] || die "MINIVMM_NESTED_HEARTBEAT_TIMEOUT must be a number of seconds: '$hb_timeout'"
+[[ $boot_deadline =~ ^[0-9]+$ ]] || die "MINIVMM_NESTED_BOOT_DEADLINE must be a number of seconds: '$boot_deadline'"
+[[ -z $stop_after || $stop_after =~ ^[0-9]+$ ]] || die "MINIVMM_NESTED_DEBUG_STOP_AFTER must be a number of seconds: '$stop_after'"
+qemu_args+=(-pidfile "$ctl/qemu.pid")
 # The nested host's own kernel can break under QEMU's TCG emulation of SVM (a panic, or a
 # CPU stuck in kvm_amd's VMRUN path: a soft lockup) while the command waits forever. Its
-# console says so: stop it then instead of at the timeout, and report 123.
+# console says so: stop it then instead of at the timeout, and report 123. It can also
+# freeze as a whole, printing nothing: its heartbeat stops; stop it and report 122.
 host_broken='Kernel panic - not syncing|BUG: soft lockup'
-watch_console() {
-  while sleep 2; do
-    if grep -qE "$host_broken" "$ctl/console.log" 2>/dev/null; then
+qemu_cpu() { # qemu_cpu: CPU use of each QEMU thread over 1 s ("name pct% ..."), to tell a
+  # spinning QEMU (the wedge: its TCG vCPU threads busy) from a starved or stopped one
+  local q t a b
+  q="$(cat "$ctl/qemu.pid" 2>/dev/null || true)"
+  [[ $q =~ ^[0-9]+$ && -d /proc/$q ]] || return 0
+  a="$(for t in /proc/"$q"/task/*; do echo "$(cat "$t/comm" 2>/dev/null | tr ' ' _) $(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null)"; done)"
+  sleep 1
+  b="$(for t in /proc/"$q"/task/*; do echo "$(cat "$t/comm" 2>/dev/null | tr ' ' _) $(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null)"; done)"
+  paste -d' ' <(echo "$a") <(echo "$b") | awk -v hz="$(getconf CLK_TCK)" \
+    '$1 != "" && $4 - $2 > 0 { printf "%s %d%% ", $1, 100 * ($4 - $2) / hz; n++ } END { if (!n) printf "none (stopped or starved)" }'
+}
+kill_qemu() { # kill_qemu TIMEOUT_PID: SIGKILL QEMU itself (a SIGSTOPped or spinning one too)
+  local q
+  q="$(cat "$ctl/qemu.pid" 2>/dev/null || true)"
+  if [[ $q =~ ^[0-9]+$ ]] && kill -KILL "$q" 2>/dev/null; then return; fi
+  kill -KILL "$1" 2>/dev/null || true
+}
+watch_host() { # watch_host TIMEOUT_PID
+  local beat="" last=$SECONDS t0=$SECONDS stop_at="" now cur
+  while sleep 1; do
+    now=$SECONDS
+    if [[ -f $ctl/console.log ]] && grep -qE "$host_broken" "$ctl/console.log" 2>/dev/null; then
       : >"$ctl/host-broken"
-      kill "$1" 2>/dev/null
+      kill_qemu "$1"
+      return
+    fi
+    cur="$(cat "$ctl/heartbeat" 2>/dev/null || true)"
+    if [[ -n $cur && $cur != "$beat" ]]; then
+      beat="$cur"
+      last=$now
+    fi
+    if [[ -n $stop_after && $stop_at != done && -f $ctl/times ]]; then
+      [[ -n $stop_at ]] || stop_at=$((now + stop_after))
+      if ((now >= stop_at)); then
+        log "debug: MINIVMM_NESTED_DEBUG_STOP_AFTER=$stop_after: freezing the nested host (SIGSTOP QEMU)"
+        kill -STOP "$(cat "$ctl/qemu.pid")" 2>/dev/null || true
+        stop_at=done
+      fi
+    fi
+    ((hb_timeout > 0)) || continue
+    if [[ -z $beat ]] && ((now - t0 >= boot_deadline)); then
+      echo "no heartbeat within ${boot_deadline}s of QEMU's start (MINIVMM_NESTED_BOOT_DEADLINE)" >"$ctl/host-unresponsive"
+      kill_qemu "$1"
+      return
+    fi
+    if [[ -n $beat ]] && ((now - last >= hb_timeout)); then
+      echo "no heartbeat for $((now - last))s (MINIVMM_NESTED_HEARTBEAT_TIMEOUT=$hb_timeout), last '$beat' (uptime, count); QEMU threads busy over 1 s: $(qemu_cpu)" >"$ctl/host-unresponsive"
+      kill_qemu "$1"
       return
     fi
   done
 }
 if [[ $interactive == 1 ]]; then
   timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 "${qemu_args[@]}" || qemu_rc=$?
-elif [[ ${MINIVMM_NESTED_VERBOSE:-0} == 1 ]]; then
-  timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 "${qemu_args[@]}" </dev/null || qemu_rc=$?
 else
-  timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 "${qemu_args[@]}" </dev/null &
+  # In a subshell whose own stderr is /dev/null (QEMU's is fd 3, ours), so that bash's
+  # "Killed" note about `timeout` (which re-raises the SIGKILL the watcher gave QEMU)
+  # does not reach the caller, and which exits normally, so that ours does not either.
+  (
+    timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 "${qemu_args[@]}" </dev/null 2>&3
+    exit $?
+  ) 3>&2 2>/dev/null &
   qemu_pid=$!
-  watch_console "$qemu_pid" &
+  watch_host "$qemu_pid" &
   watcher=$!
   wait "$qemu_pid" || qemu_rc=$?
   kill "$watcher" 2>/dev/null || true
@@ -235,10 +311,18 @@ show_console() {
     tail -n 25 "$ctl/console.log" | sed 's/^/  | /' >&2
   fi
 }
-if [[ $qemu_rc == 124 && -z $status ]]; then
+# (137: `timeout` had to SIGKILL QEMU after its TERM, e.g. a stopped QEMU)
+timed_out="$(awk -v s="$t_start" -v e="$t_end" -v t="$timeout_s" 'BEGIN { print (e - s >= t) ? 1 : 0 }')"
+if [[ -z $status && ! -e $ctl/host-unresponsive && ! -e $ctl/host-broken ]] &&
+  [[ $qemu_rc == 124 || ($qemu_rc == 137 && $timed_out == 1) ]]; then
   log "error: timed out after ${timeout_s}s (MINIVMM_NESTED_TIMEOUT)"
   show_console
   exit 124
+fi
+if [[ -e $ctl/host-unresponsive && -z $status ]]; then
+  log "error: nested host stopped responding: $(cat "$ctl/host-unresponsive"); killed it (exit 122)"
+  show_console
+  exit 122
 fi
 case "$status" in
   '' )

@@ -13,16 +13,22 @@
 # 3. ONE `images/with-kvm.sh bash tests/e2e/suite.sh ...`: directly on hardware
 #    KVM, else in the nested KVM host, which then boots only once for all cases.
 #
-# Environment: MINIVMM_E2E_ONLY="boot disk persist readonly multi reboot panic clean
+# Environment: MINIVMM_E2E_ONLY="boot disk rng persist readonly rng-off multi reboot panic clean
 #   minimal" (subset), MINIVMM_E2E_MINIMAL=0 (skip the minimal kernel, loudly),
 #   MINIVMM_E2E_MINIMAL_TIMEOUT (s to wait for building it, default 600; past that
 #   the case is skipped and the build goes on in the background),
 #   MINIVMM_E2E_BOOT_TIMEOUT (per boot, default 120 s), MINIVMM_CACHE, and the
 #   MINIVMM_NESTED_* knobs of images/nested/run-in-nested-host.sh.
+#   MINIVMM_E2E_DEBUG_WEDGE="S[:K]" (test aid: freeze the nested host S s after the
+#   suite started, in the first K nested hosts, default 1; see "Nested host wedges").
 # Exit: 0 all cases passed (skips allowed), 1 a case failed, 2 bad usage or the
-# inputs could not be prepared, else with-kvm.sh's status (123/124/125 nested host). When
-# the nested host's own kernel fails (123: a panic or soft lockup of the emulated machine,
-# not a test result) the suite runs once more in a fresh nested host, with a warning.
+# inputs could not be prepared, else with-kvm.sh's status (122/123/124/125 nested host).
+# When the nested host stops responding (122: its heartbeat stopped, issue #16) or its
+# own kernel fails (123: a panic or soft lockup of the emulated machine) — neither is a
+# test result — the suite reruns in a fresh nested host, at most twice, with a warning
+# naming the interrupted case: only that case and those not yet run; results of the
+# finished ones stand (each suite run lists them in <run dir>/results). The output ends
+# with "e2e: nested-host restarts: N".
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 images="$root/images"
@@ -79,21 +85,73 @@ run="$cache/e2e/run-$(date +%Y%m%d-%H%M%S)-$$"
 mkdir -p "$run" || die "cannot create $run"
 say "prepared in $((SECONDS - t0)) s; run dir $run; KVM: $("$images/detect-kvm.sh")"
 
-# --- the suite, once, where KVM runs Linux ---------------------------------------
+# --- the suite, where KVM runs Linux; a wedged nested host is replaced ------------
 t1=$SECONDS
 cd "$root" || die "cannot cd to $root"
-run_suite() {
-  "$images/with-kvm.sh" bash "$root/tests/e2e/suite.sh" --minivmm "$vmm" --kernel "$KERNEL_IMAGE" \
-    --initrd "$initrd" --disk-template "$template" --run-dir "$run" "${minimal[@]}"
+mapfile -t all_cases < <(bash "$root/tests/e2e/suite.sh" --list-cases)
+todo=()
+for c in "${all_cases[@]}"; do
+  [[ -z ${MINIVMM_E2E_ONLY:-} || " $MINIVMM_E2E_ONLY " == *" $c "* ]] && todo+=("$c")
+done
+for c in ${MINIVMM_E2E_ONLY:-}; do
+  [[ " ${all_cases[*]} " == *" $c "* ]] || die "MINIVMM_E2E_ONLY: unknown case '$c' (cases: ${all_cases[*]})"
+done
+wedge="${MINIVMM_E2E_DEBUG_WEDGE:-}"
+[[ -z $wedge || $wedge =~ ^[0-9]+(:[0-9]+)?$ ]] || die "MINIVMM_E2E_DEBUG_WEDGE must be S or S:K: '$wedge'"
+wedge_s="${wedge%%:*}" wedge_k=1
+[[ $wedge == *:* ]] && wedge_k="${wedge#*:}"
+run_suite() { # run_suite DIR ATTEMPT
+  local env=(MINIVMM_E2E_ONLY="${todo[*]}")
+  [[ -n $wedge && $2 -lt $wedge_k ]] && env+=(MINIVMM_NESTED_DEBUG_STOP_AFTER="$wedge_s")
+  env "${env[@]}" "$images/with-kvm.sh" bash "$root/tests/e2e/suite.sh" --minivmm "$vmm" --kernel "$KERNEL_IMAGE" \
+    --initrd "$initrd" --disk-template "$template" --run-dir "$1" "${minimal[@]}"
 }
-run_suite
-status=$?
-if [[ $status == 123 ]]; then
-  say "WARNING: the nested KVM host's own kernel failed during the suite; running it once more"
-  run="$run-retry"
-  mkdir -p "$run" || die "cannot create $run"
-  run_suite
+max_restarts=2 restarts=0 dir="$run"
+n_ok=0 n_fail=0 n_skip=0 failed_cases=()
+while :; do
+  run_suite "$dir" "$restarts"
   status=$?
+  done_cases=()
+  if [[ -f $dir/results ]]; then
+    while read -r short long result; do
+      done_cases+=("$short")
+      case "$result" in
+        ok) n_ok=$((n_ok + 1)) ;;
+        FAIL) n_fail=$((n_fail + 1)); failed_cases+=("$long") ;;
+        *) n_skip=$((n_skip + 1)) ;;
+      esac
+    done <"$dir/results"
+  fi
+  [[ $status == 122 || $status == 123 ]] || break
+  left=()
+  for c in "${todo[@]}"; do [[ " ${done_cases[*]} " == *" $c "* ]] || left+=("$c"); done
+  what="stopped responding (no heartbeat)"
+  [[ $status == 123 ]] && what="had its own kernel fail (panic or soft lockup)"
+  if [[ ${#left[@]} -eq 0 ]]; then
+    say "WARNING: the nested KVM host $what after all cases finished; their results stand"
+    status=$((n_fail > 0 ? 1 : 0))
+    break
+  fi
+  last_boot="$(tail -n1 "$dir/progress" 2>/dev/null | awk '{ print $2 }')"
+  if ((restarts >= max_restarts)); then
+    say "error: the nested KVM host $what during case '${left[0]}'${last_boot:+ (boot $last_boot)} again: $((restarts + 1)) nested hosts in a row failed, giving up (not run: ${left[*]})"
+    break
+  fi
+  restarts=$((restarts + 1))
+  rest=""
+  ((${#left[@]} > 1)) && rest=" and the $((${#left[@]} - 1)) not yet run after it (${left[*]:1})"
+  say "WARNING: the nested KVM host $what during case '${left[0]}'${last_boot:+ (boot $last_boot)}; rerunning '${left[0]}'$rest in a fresh nested host (restart $restarts of at most $max_restarts)"
+  todo=("${left[@]}")
+  dir="$run/restart$restarts"
+  mkdir -p "$dir" || die "cannot create $dir"
+done
+if ((restarts > 0)) && [[ $status == 0 || $status == 1 ]]; then
+  status=0
+  ((n_fail > 0)) && status=1
+  summary="e2e: all nested hosts: $n_ok passed, $n_fail failed"
+  ((n_skip > 0)) && summary+=", $n_skip skipped"
+  ((n_fail > 0)) && summary+=" (failed: ${failed_cases[*]})"
+  echo "$summary"
 fi
 say "suite (incl. nested host if any) took $((SECONDS - t1)) s; total $((SECONDS - t0)) s; exit $status"
 if [[ $status == 0 && ${MINIVMM_E2E_KEEP:-0} != 1 ]]; then
@@ -101,4 +159,5 @@ if [[ $status == 0 && ${MINIVMM_E2E_KEEP:-0} != 1 ]]; then
 else
   say "logs kept in $run"
 fi
+say "nested-host restarts: $restarts"
 exit "$status"

@@ -27,6 +27,8 @@ while [[ $# -gt 0 ]]; do
     --minimal-kernel) mkernel="$2"; shift 2 ;;
     --minimal-initrd) minitrd="$2"; shift 2 ;;
     --minimal-skip) mskip="$2"; shift 2 ;;
+    # The cases (MINIVMM_E2E_ONLY names) in the order they run: the top-level "if selected".
+    --list-cases) sed -n 's/^if \(selected .*\); then$/\1/p' "$0" | grep -oE 'selected [A-Za-z0-9_-]+' | cut -d' ' -f2 | awk '!seen[$0]++'; exit 0 ;;
     *) die "unknown argument '$1'" ;;
   esac
 done
@@ -47,15 +49,52 @@ cur="" why=() cur_log=""
 t_suite=$SECONDS
 
 # --- helpers -----------------------------------------------------------------
+# Progress for run-e2e.sh, which reruns an interrupted suite (nested host wedged) in a
+# fresh nested host: DIR/results gets "<case> <long name> ok|FAIL|SKIPPED" per finished
+# case, DIR/progress "boot <name> <case>" per boot. <case> is the MINIVMM_E2E_ONLY name:
+# the last `selected X` that was true, i.e. the block's `if selected X`.
+sel_last=""
+record() { local f="$run/$1"; shift; echo "$*" >>"$f" 2>/dev/null || true; }  # record FILE WORDS...
+# hang_report PID: what minivmm's threads are doing in the kernel (a hang, not a wedge).
+hang_report() {
+  local t n=0
+  for t in /proc/"$1"/task/*; do
+    [[ -d $t ]] || continue
+    n=$((n + 1))
+    echo "  thread $(basename "$t") $(cat "$t/comm" 2>/dev/null) $(grep -m1 '^State:' "$t/status" 2>/dev/null) wchan=$(cat "$t/wchan" 2>/dev/null)"
+    sed 's/^/    /' "$t/stack" 2>/dev/null || echo "    (no $t/stack: $(id -un) cannot read it)"
+  done
+  ((n > 0)) || echo "  (no threads left: it was exiting just then)"
+}
 # boot NAME MINIVMM-ARGS...: one fresh minivmm process; sets $status, $log, $boot_s.
+# Past MINIVMM_E2E_BOOT_TIMEOUT its threads' kernel stacks are printed, then it is
+# stopped (TERM, KILL 10 s later) and $status is 124, as `timeout` would give.
 boot() {
   local name="$1"; shift
   log="$run/$name.console"
-  local t0
+  local t0 pid wd
   t0="$(date +%s.%N)"
-  timeout -k 10 "$boot_timeout" "$vmm" --serial "file=$log" --log-level info "$@" \
-    </dev/null >"$run/$name.vmm" 2>&1
+  record progress "boot $name $sel_last"
+  rm -f "$run/$name.hang"
+  "$vmm" --serial "file=$log" --log-level info "$@" </dev/null >"$run/$name.vmm" 2>&1 &
+  pid=$!
+  (
+    for ((i = 0; i < boot_timeout; i++)); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 1; done
+    { echo "e2e:   boot $name: minivmm (pid $pid) still running after ${boot_timeout}s (MINIVMM_E2E_BOOT_TIMEOUT); kernel stacks of its threads:"
+      hang_report "$pid"; } >"$run/$name.hang" 2>&1
+    kill -TERM "$pid" 2>/dev/null
+    for ((i = 0; i < 10; i++)); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 1; done
+    kill -KILL "$pid" 2>/dev/null
+  ) &
+  wd=$!
+  wait "$pid"
   status=$?
+  kill "$wd" 2>/dev/null
+  wait "$wd" 2>/dev/null
+  if [[ -s $run/$name.hang ]]; then
+    status=124
+    cat "$run/$name.hang" >&2
+  fi
   boot_s="$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')"
   cur_log="$log"
   echo "e2e:   boot $name: minivmm exit $status in ${boot_s}s" >&2
@@ -66,7 +105,7 @@ res() {
     /MINIVMM-RESULT / { for (i = 1; i <= NF; i++) { p = index($i, "="); if (p && substr($i, 1, p - 1) == k) v = substr($i, p + 1) } }
     END { print v }'
 }
-selected() { [[ -z ${MINIVMM_E2E_ONLY:-} || " $MINIVMM_E2E_ONLY " == *" $1 "* ]]; }
+selected() { [[ -z ${MINIVMM_E2E_ONLY:-} || " $MINIVMM_E2E_ONLY " == *" $1 "* ]] && sel_last="$1"; }
 begin() { cur="$1"; why=(); }
 fail() { why+=("$*"); }
 expect() {  # expect WHAT WANT GOT
@@ -80,10 +119,12 @@ expect_grep() {  # expect_grep WHAT REGEX: the console must contain REGEX
 end() {
   if [[ ${#why[@]} -eq 0 ]]; then
     echo "e2e: $cur ok"
+    record results "$sel_last $cur ok"
     passed=$((passed + 1))
   else
     local IFS=';'
     echo "e2e: $cur FAIL: ${why[*]# }"
+    record results "$sel_last $cur FAIL"
     failed=$((failed + 1))
     failed_names+=("$cur")
     if [[ -n $cur_log ]]; then
@@ -97,6 +138,7 @@ end() {
 }
 skip() {  # skip CASE REASON
   echo "e2e: $1 SKIPPED: $2"
+  record results "$sel_last $1 SKIPPED"
   skipped=$((skipped + 1))
 }
 # pattern TAG KIB: the bytes images/scenarios/e2e writes for TAG.
@@ -183,7 +225,7 @@ if selected persist; then
 fi
 
 # --- 4: read-only disk (with --rng off: the guest then has no hardware RNG) -------
-if selected readonly || selected rng; then
+if selected readonly || selected rng-off; then
   new_disk "$run/ro.img"
   before="$(sha <"$run/ro.img")"
   boot readonly --kernel "$kernel" --initrd "$initrd" --cpus 2 --memory 512M --rng off \
@@ -198,7 +240,7 @@ if selected readonly || selected rng; then
     expect "host sha256 after the boot" "$before" "$(sha <"$run/ro.img")"
     end
   fi
-  if selected rng; then
+  if selected rng-off; then
     begin rng-off
     expect_status 0
     expect_res acpi_virtio_mmio 1  # the disk alone
