@@ -20,14 +20,6 @@ static_assert(boot::kVirtioMmioSlotSize == mmio::VirtioMmioTransport::kDeviceWin
 
 namespace {
 
-std::optional<uint64_t> parse_u64(std::string_view text) {
-  uint64_t value = 0;
-  if (text.empty()) return std::nullopt;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  return value;
-}
-
 std::string quoted(std::string_view text) {
   return "'" + std::string(text) + "'";
 }

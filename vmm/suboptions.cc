@@ -15,14 +15,6 @@ struct Overloaded : F... {
 template <class... F>
 Overloaded(F...) -> Overloaded<F...>;
 
-std::optional<uint64_t> parse_u64(std::string_view text) {
-  uint64_t value = 0;
-  if (text.empty()) return std::nullopt;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  return value;
-}
-
 std::optional<bool> parse_on_off(std::string_view text) {
   if (text == "on" || text == "true" || text == "yes" || text == "1") return true;
   if (text == "off" || text == "false" || text == "no" || text == "0") return false;
@@ -103,6 +95,14 @@ void wrap(std::string& out, std::string_view text, size_t column, size_t indent,
 }
 
 }  // namespace
+
+std::optional<uint64_t> parse_u64(std::string_view text) {
+  uint64_t value = 0;
+  if (text.empty()) return std::nullopt;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
 
 SubOptionTable::SubOptionTable(std::string option, std::vector<SubOptionKey> keys,
                                std::vector<std::vector<std::string>> exactly_one)

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -29,6 +30,10 @@
 #include "virtio/result.h"
 
 namespace minivmm::vmm {
+
+// A whole decimal number that fits 64 bits, nothing else (no sign, no spaces); nullopt
+// otherwise. What every numeric option value goes through.
+std::optional<uint64_t> parse_u64(std::string_view text);
 
 // A string; `max_length` 0 means no limit.
 struct StringSpec {
