@@ -207,12 +207,14 @@ void VirtioBlock::process_queue(uint16_t q) {
   // the device must not touch it (virtio 1.2 §4.2.2).
   if (worker_.broken(q) || stopping_ || !queue.ready()) return;
   stalled_[q] = 0;
+  bool recheck = false;  // this round follows an enable_notification() that saw more
   while (true) {
     if (auto r = queue.disable_notification(*mem_); !r) {
       return worker_.mark_broken(q, virtio::to_string(r.error()));
     }
     auto it = queue.iter(*mem_);
     if (!it) return worker_.mark_broken(q, virtio::to_string(it.error()));
+    bool took = false;
     while (true) {
       if (!backend_->has_capacity()) {
         stalled_[q] = 1;  // resumed when completions make room
@@ -220,15 +222,23 @@ void VirtioBlock::process_queue(uint16_t q) {
       }
       auto chain = it->next();
       if (!chain) break;
+      took = true;
       handle_chain(q, std::move(*chain));
       if (worker_.broken(q)) break;
       backend_->submit();
     }
     if (backend_->completion_fd() < 0) reap_completions();
     if (worker_.broken(q) || stalled_[q] || polling_) return;
+    // As in virtio::drain_queue: after a re-check that saw more, a round without a chain
+    // means the avail index went back (overlapping rings), and re-checking could go on
+    // forever.
+    if (recheck && !took) {
+      return worker_.mark_broken(q, virtio::to_string(virtio::Error::kAvailIndexMovedBack));
+    }
     auto more = queue.enable_notification(*mem_);
     if (!more) return worker_.mark_broken(q, virtio::to_string(more.error()));
     if (!*more) return;
+    recheck = true;
   }
 }
 

@@ -34,6 +34,8 @@ const char* to_string(Error error) {
       return "descriptor head made available twice";
     case Error::kInvalidUsedHead:
       return "used head not in flight";
+    case Error::kAvailIndexMovedBack:
+      return "the avail index moved back (rings overlapping, or rewritten by the driver)";
     case Error::kShortBuffer:
       return "descriptor buffers too short";
   }

@@ -27,6 +27,9 @@ enum class Error : uint8_t {
   kHeadInFlight,           // the driver made a head available again before it was used
   kInvalidUsedHead,        // add_used with a head that is out of range or not in flight
   kShortBuffer,            // a reader or writer ran out of descriptor space
+  kAvailIndexMovedBack,    // re-checked after notifications were back on, avail->idx had
+                           // moved, then it had not: the device's own ring writes change it
+                           // (overlapping rings) or the driver rewrote it
 };
 
 const char* to_string(Error error);
