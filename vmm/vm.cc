@@ -119,8 +119,10 @@ void Vm::create_virtio_devices(const VmConfig& config) {
   const size_t wanted = config.disks.size() + (config.rng ? 1 : 0);
   if (wanted > boot::kMaxVirtioMmioDevices) {
     throw VmError("at most " + std::to_string(boot::kMaxVirtioMmioDevices) +
-                      " virtio devices fit in the virtio-mmio windows (disks and other devices "
-                      "together); this VM asks for " + std::to_string(wanted),
+                      " virtio devices fit in the virtio-mmio windows, disks and others "
+                      "together; this VM asks for " + std::to_string(wanted) + " (" +
+                      std::to_string(config.disks.size()) + " disks" +
+                      (config.rng ? " and the rng, which --rng off leaves out)" : ")"),
                   kExitUsage);
   }
   open_disks(config);

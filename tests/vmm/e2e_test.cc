@@ -325,6 +325,23 @@ TEST_CASE("bad usage exits 2 with one line and --help exits 0") {
   CHECK(r.status == 2);
   CHECK(count_lines(r.err) == 1);
   CHECK_THAT(r.err, Catch::Contains("given more than once"));
+  // 19 virtio-mmio windows for every device together: 19 disks fit only without the rng.
+  std::vector<std::string> args{"--kernel", kGuest};
+  for (int i = 0; i < 19; ++i) {
+    args.push_back("--disk");
+    args.push_back("path=" + dir.make_file("d" + std::to_string(i) + ".img", 1 << 20));
+  }
+  r = run_minivmm(args);
+  CHECK(r.status == 2);
+  CHECK(count_lines(r.err) == 1);
+  CHECK_THAT(r.err, Catch::Contains("this VM asks for 20 (19 disks and the rng, which --rng off"));
+  args.push_back("--disk");
+  args.push_back("path=" + dir.make_file("d19.img", 1 << 20));
+  args.push_back("--rng");
+  args.push_back("off");
+  r = run_minivmm(args);
+  CHECK(r.status == 2);
+  CHECK_THAT(r.err, Catch::Contains("this VM asks for 20 (20 disks)"));
   r = run_minivmm({"--help"});
   CHECK(r.status == 0);
   CHECK_THAT(r.out, Catch::Contains("Example:"));
