@@ -122,7 +122,7 @@ class VirtioConsole final : public virtio::VirtioDevice, public ConsoleInput {
   size_t input_space() const override;
   // The host terminal's size changed: tell the guest's console (config space and, with
   // MULTIPORT, a RESIZE message).
-  void resize(uint16_t cols, uint16_t rows);
+  void resize(uint16_t cols, uint16_t rows) override;
 
   uint32_t max_ports() const { return static_cast<uint32_t>(ports_.size()); }
   uint64_t bytes_dropped() const { return dropped_.load(std::memory_order_relaxed); }

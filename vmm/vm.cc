@@ -151,11 +151,11 @@ std::shared_ptr<devices::HostOutput> Vm::open_output(const SerialConfig& mode, c
 
 void Vm::create_console(const VmConfig& config) {
   std::optional<devices::ConsolePortConfig> hvc0;
+  const bool on_stdio = config.console && config.console->mode == SerialMode::kStdio;
   if (config.console) {
     hvc0.emplace();
     hvc0->output = open_output(*config.console, "console");
-    console_on_stdio_ = config.console->mode == SerialMode::kStdio;
-    hvc0->host_input = console_on_stdio_;
+    hvc0->host_input = on_stdio;
   }
   std::vector<devices::ConsolePortConfig> named;
   for (const PortConfig& p : config.ports) {
@@ -173,13 +173,14 @@ void Vm::create_console(const VmConfig& config) {
     }
     named.push_back(std::move(port));
   }
+  std::shared_ptr<devices::VirtioConsole> console;
   try {
-    console_ = std::make_shared<devices::VirtioConsole>(std::move(hvc0), std::move(named));
+    console = std::make_shared<devices::VirtioConsole>(std::move(hvc0), std::move(named));
   } catch (const std::invalid_argument& e) {
     throw VmError(std::string("--port: ") + e.what(), kExitUsage);
   }
-  if (console_on_stdio_) stdin_sink_ = console_.get();
-  add_virtio_device("console", console_);
+  if (on_stdio) stdin_sink_ = console.get();
+  add_virtio_device("console", std::move(console));
 }
 
 void Vm::add_virtio_device(std::string name, std::shared_ptr<virtio::VirtioDevice> device) {
@@ -482,12 +483,12 @@ void Vm::on_signal(int signal_fd) {
   }
 }
 
-// hvc0 on a terminal gets the terminal's size (and every change of it, SIGWINCH).
+// The console on a terminal gets the terminal's size (and every change of it, SIGWINCH).
 void Vm::update_console_size() {
-  if (!console_ || !console_on_stdio_ || !::isatty(STDOUT_FILENO)) return;
+  if (stdin_sink_ == nullptr || !::isatty(STDOUT_FILENO)) return;
   winsize ws{};
   if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 && ws.ws_row > 0) {
-    console_->resize(ws.ws_col, ws.ws_row);
+    stdin_sink_->resize(ws.ws_col, ws.ws_row);
   }
 }
 

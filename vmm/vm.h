@@ -116,9 +116,9 @@ class Vm {
   std::vector<std::shared_ptr<devices::HostOutput>> outputs_;  // every console output
   std::unique_ptr<KvmIrqLine> serial_irq_;
   std::shared_ptr<devices::Serial> serial_;
-  std::shared_ptr<devices::VirtioConsole> console_;  // when --console or --port
-  bool console_on_stdio_ = false;
-  devices::ConsoleInput* stdin_sink_ = nullptr;  // who gets stdin: hvc0, ttyS0 or nobody
+  // Who gets stdin and the terminal's size: hvc0 (--console stdio), else ttyS0 (--serial
+  // stdio), else nobody. The device is owned by its VirtioSlot or serial_.
+  devices::ConsoleInput* stdin_sink_ = nullptr;
   std::vector<VirtioSlot> virtio_;
   bool virtio_detached_ = false;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
