@@ -159,6 +159,7 @@ class VirtioConsole final : public virtio::VirtioDevice, public ConsoleInput {
   uint32_t handle_transmit(uint32_t id, const virtio::DescriptorChain& chain);
   uint32_t handle_receive(Port& port, const virtio::DescriptorChain& chain);
   void handle_control(const Control& msg);
+  void send_size();  // RESIZE for port 0
   void send_control(uint32_t id, uint16_t event, uint16_t value,
                     std::span<const uint8_t> extra = {});
   void on_wake();
@@ -176,6 +177,7 @@ class VirtioConsole final : public virtio::VirtioDevice, public ConsoleInput {
   std::atomic<uint32_t> cols_{80};
   std::atomic<uint32_t> rows_{25};
   std::atomic<uint32_t> generation_{0};
+  std::atomic<bool> size_set_{false};        // resize() was called: the size is the host's
   std::atomic<bool> resize_pending_{false};
   virtio::EventFd wake_;  // host input or a resize for the worker
   mutable std::mutex input_mutex_;
