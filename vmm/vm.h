@@ -74,6 +74,15 @@ class Vm {
   // for SIGINT / SIGTERM (blocked in every thread), or -1.
   int run(int signal_fd);
 
+  // How the run ended, for --status-file: the exit status, a reason word (README, "Exit
+  // status") and the one-line message. After run().
+  struct Outcome {
+    int status;
+    std::string reason;
+    std::string message;
+  };
+  Outcome outcome() const;
+
  private:
   // One virtio device in its virtio-mmio window.
   struct VirtioSlot {
@@ -106,6 +115,7 @@ class Vm {
   int exit_status() const;
 
   std::chrono::steady_clock::time_point start_;  // process start, for start-up logs
+  std::optional<uint32_t> timeout_s_;
   StopControl stop_;
   std::optional<Kvm> kvm_;
   std::optional<VmFd> vm_;
