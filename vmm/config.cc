@@ -269,9 +269,21 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
 
   CLI::App app{"minivmm: a minimal KVM virtual machine monitor that boots a Linux bzImage"};
   app.name("minivmm");
-  app.add_option("--kernel", config.kernel, "Linux kernel image (bzImage) to boot")
+  app.add_option("--kernel", config.kernel,
+                 "Linux kernel to boot: a bzImage, or an ELF vmlinux (loaded by its program "
+                 "headers, entered through PVH when it has the note)")
       ->required()
       ->type_name("PATH");
+  app.add_option("--elf-entry", config.elf_entry,
+                 "How an ELF kernel is entered: auto (PVH if the kernel has the note, else the "
+                 "64-bit boot protocol at its ELF entry), pvh, or 64bit")
+      ->type_name("auto|pvh|64bit")
+      ->default_str("auto")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, boot::ElfEntry>{{"auto", boot::ElfEntry::kAuto},
+                                                {"pvh", boot::ElfEntry::kPvh},
+                                                {"64bit", boot::ElfEntry::kLinux64}},
+          CLI::ignore_case));
   app.add_option("--initrd", config.initrd, "Initial ramdisk (initramfs) image")->type_name("PATH");
   app.add_option("--cmdline", config.cmdline, "Kernel command line")
       ->type_name("STR")
