@@ -2,14 +2,17 @@
 # extract-vmlinux.sh BZIMAGE [OUT] — the ELF vmlinux inside a bzImage: the setup header's
 # payload_offset / payload_length (boot protocol 2.08+) locate the compressed kernel, which is
 # decompressed by its magic (LZ4 legacy as Debian builds it, gzip, xz, zstd). Prints OUT
-# (default: BZIMAGE.vmlinux, next to it); an OUT newer than BZIMAGE is kept as it is. Fails in one line when the payload is
+# (default: next to BZIMAGE, its name with vmlinuz -> vmlinux, or with .vmlinux added); an
+# OUT newer than BZIMAGE is kept as it is. Fails in one line when the payload is
 # not a compressed ELF file.
 set -euo pipefail
 # shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 [[ $# -ge 1 && $# -le 2 ]] || die "usage: extract-vmlinux.sh BZIMAGE [OUT]"
 bz="$1"
-out="${2:-$bz.vmlinux}"
+name="$(basename "$bz")"
+if [[ $name == *vmlinuz* ]]; then name="${name/vmlinuz/vmlinux}"; else name="$name.vmlinux"; fi
+out="${2:-$(dirname "$bz")/$name}"
 [[ -f $bz ]] || die "$bz: no such file"
 if [[ -s $out && $out -nt $bz ]]; then
   echo "$out"

@@ -21,7 +21,6 @@
 #include "boot/layout.h"
 #include "boot/linux_boot.h"
 #include "vmm/cpuid.h"
-#include "vmm/suboptions.h"
 #include "vmm/exit_status.h"
 
 namespace minivmm::vmm {
@@ -433,7 +432,7 @@ int Vm::run(int signal_fd) {
   // The guest's last lines reach the host before we say why it stopped; a reader that takes
   // nothing for half a second is not waited for.
   for (auto& out : outputs_) out->drain(std::chrono::milliseconds(500));
-  outcome_ = decide_outcome();
+  outcome_ = outcome_of(stop_.reason(), stop_.value(), stop_.message(), reported_status());
   if (outcome_.reason == "poweroff" || outcome_.reason == "reboot" ||
       outcome_.reason == "signal" || (outcome_.reason == "guest-exit" && outcome_.status == 0)) {
     spdlog::info("{}", outcome_.message);
@@ -594,8 +593,8 @@ void Vm::detach_virtio_devices() {
   }
 }
 
-// The guest's status through minivmm.exit: "N" (0-255, decimal, surrounding blanks and a
-// newline allowed); nullopt, with a warning, for anything else.
+// The guest's status through minivmm.exit, if it wrote one; text that is not a status is
+// ignored with a warning.
 std::optional<int> Vm::reported_status() const {
   std::string text;
   {
@@ -603,49 +602,12 @@ std::optional<int> Vm::reported_status() const {
     text = exit_text_;
   }
   if (text.empty()) return std::nullopt;
-  const size_t first = text.find_first_not_of(" \t\r\n");
-  const size_t last = text.find_last_not_of(" \t\r\n");
-  const std::string word = first == std::string::npos ? "" : text.substr(first, last - first + 1);
-  const std::optional<uint64_t> n = parse_u64(word);
-  if (!n || *n > 255) {
+  const std::optional<int> status = parse_reported_status(text);
+  if (!status) {
     spdlog::warn("minivmm.exit: the guest wrote '{}', not a status 0-255; ignored",
-                 word.substr(0, 32));
-    return std::nullopt;
+                 text.substr(0, 32));
   }
-  return static_cast<int>(*n);
-}
-
-Vm::Outcome Vm::decide_outcome() const {
-  const StopReason reason = stop_.reason();
-  const std::string message = stop_.message();
-  switch (reason) {
-    case StopReason::kPowerOff:
-    case StopReason::kReboot:
-      // A status written to minivmm.exit before the power-off or reboot is the result.
-      if (const std::optional<int> status = reported_status()) {
-        return Outcome{*status, "guest-exit",
-                       "the guest reported status " + std::to_string(*status) +
-                           " through minivmm.exit (" + message + ")"};
-      }
-      return Outcome{kExitGuestStopped, reason == StopReason::kPowerOff ? "poweroff" : "reboot",
-                     message};
-    case StopReason::kCrash:
-      return Outcome{kExitGuestCrashed, "crash", message};
-    case StopReason::kUnrunnable:
-      return Outcome{kExitGuestUnrunnable, "unrunnable", message};
-    case StopReason::kSignal:
-      return Outcome{kExitSignalBase + stop_.value(), "signal", message};
-    case StopReason::kGuestExit:
-      return Outcome{stop_.value(), "guest-exit", message};
-    case StopReason::kTimeout:
-      return Outcome{kExitTimeout, "timeout", message};
-    case StopReason::kPanic:
-      return Outcome{kExitGuestPanicked, "panic", message};
-    case StopReason::kNone:
-    case StopReason::kError:
-      break;
-  }
-  return Outcome{kExitVmmError, "error", message};
+  return status;
 }
 
 }  // namespace minivmm::vmm

@@ -51,6 +51,7 @@
 #include "vmm/kvm.h"
 #include "vmm/exit_status.h"
 #include "vmm/memory.h"
+#include "vmm/outcome.h"
 #include "vmm/stop.h"
 #include "vmm/vcpu.h"
 
@@ -77,13 +78,7 @@ class Vm {
   // for SIGINT / SIGTERM (blocked in every thread), or -1.
   int run(int signal_fd);
 
-  // How the run ended, for --status-file: the exit status, a reason word (README, "Exit
-  // status") and the one-line message. After run().
-  struct Outcome {
-    int status;
-    std::string reason;
-    std::string message;
-  };
+  // How the run ended (vmm/outcome.h), for --status-file. After run().
   const Outcome& outcome() const { return outcome_; }
 
  private:
@@ -115,7 +110,6 @@ class Vm {
   void update_console_size();
   void stop_vcpus();
   void detach_virtio_devices();
-  Outcome decide_outcome() const;
   std::optional<int> reported_status() const;
 
   std::chrono::steady_clock::time_point start_;  // process start, for start-up logs
