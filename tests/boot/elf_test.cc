@@ -172,11 +172,17 @@ TEST_CASE("setup_linux_boot: an ELF kernel through PVH or the 64-bit entry", "[b
   CHECK(lm->cpu.code.l == 1);
   BootParams params;
   std::memcpy(&params, ram2.data() + kZeroPageAddr, sizeof params);
-  CHECK(params.hdr.boot_flag == kBootFlag);
-  CHECK(params.hdr.header == kHdrSMagic);
-  CHECK(params.hdr.cmd_line_ptr == kCmdlineAddr);
-  CHECK(params.hdr.ramdisk_image == lm->initrd_addr);
-  CHECK(params.hdr.ramdisk_size == initrd.size());
+  // Copies: the setup header is packed, and Catch binds references.
+  const uint16_t boot_flag = params.hdr.boot_flag;
+  const uint32_t header = params.hdr.header;
+  const uint32_t cmd_line_ptr = params.hdr.cmd_line_ptr;
+  const uint32_t ramdisk_image = params.hdr.ramdisk_image;
+  const uint32_t ramdisk_size = params.hdr.ramdisk_size;
+  CHECK(boot_flag == kBootFlag);
+  CHECK(header == kHdrSMagic);
+  CHECK(cmd_line_ptr == kCmdlineAddr);
+  CHECK(ramdisk_image == lm->initrd_addr);
+  CHECK(ramdisk_size == initrd.size());
   CHECK(params.e820_entries == e820.size());
 
   fake.pvh_note = false;
