@@ -17,12 +17,13 @@
 #include <mutex>
 #include <span>
 
+#include "devices/console_input.h"
 #include "mmio/bus.h"
 #include "virtio/interrupt.h"
 
 namespace minivmm::devices {
 
-class Serial final : public mmio::BusDevice {
+class Serial final : public mmio::BusDevice, public ConsoleInput {
  public:
   // Register offsets from the base port.
   static constexpr uint64_t kRegData = 0;  // RBR (read) / THR (write); DLL when DLAB
@@ -59,8 +60,8 @@ class Serial final : public mmio::BusDevice {
   void write(uint64_t offset, std::span<const uint8_t> data) override;
 
   // Host input for the guest. Queues as many bytes as fit and returns that count.
-  size_t enqueue_input(std::span<const uint8_t> bytes);
-  size_t input_space() const;
+  size_t enqueue_input(std::span<const uint8_t> bytes) override;
+  size_t input_space() const override;
 
  private:
   uint8_t read_register(uint64_t offset);               // mutex held

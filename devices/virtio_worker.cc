@@ -67,8 +67,13 @@ void VirtioWorker::stop() {
 }
 
 bool VirtioWorker::serve(uint16_t q, const virtio::ChainHandler& handle, uint32_t budget) {
+  return serve_while(q, {}, handle, budget);
+}
+
+bool VirtioWorker::serve_while(uint16_t q, const std::function<bool()>& want,
+                               const virtio::ChainHandler& handle, uint32_t budget) {
   if (broken_[q]) return false;
-  auto r = virtio::drain_queue(ctx_->queues[q], ctx_->mem, handle, budget);
+  auto r = virtio::drain_queue_while(ctx_->queues[q], ctx_->mem, want, handle, budget);
   if (!r) {
     mark_broken(q, virtio::to_string(r.error()));
     return false;

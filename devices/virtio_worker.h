@@ -69,6 +69,10 @@ class VirtioWorker {
   // touched again until the next start(). At most `budget` chains per call; true when the
   // budget ran out (call again later, e.g. after the loop's other fds were served).
   bool serve(uint16_t q, const virtio::ChainHandler& handle, uint32_t budget = UINT32_MAX);
+  // As serve(), but takes a chain only while `want()` is true (virtio::drain_queue_while): a
+  // receive queue while host data waits, a transmit queue while its host sink has room.
+  bool serve_while(uint16_t q, const std::function<bool()>& want,
+                   const virtio::ChainHandler& handle, uint32_t budget = UINT32_MAX);
   // Stops using queue `q` and asks the driver for a reset (virtio 1.2 §2.1.2), with `why`
   // in the log once.
   void mark_broken(uint16_t q, const char* why);

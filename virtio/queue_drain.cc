@@ -4,6 +4,12 @@ namespace minivmm::virtio {
 
 Result<DrainResult> drain_queue(Queue& queue, const GuestMemory& mem, const ChainHandler& handle,
                                 uint32_t budget) {
+  return drain_queue_while(queue, mem, {}, handle, budget);
+}
+
+Result<DrainResult> drain_queue_while(Queue& queue, const GuestMemory& mem,
+                                      const std::function<bool()>& want,
+                                      const ChainHandler& handle, uint32_t budget) {
   DrainResult result;
   if (!queue.ready()) return result;  // never enabled by the driver: not ours to touch
   uint32_t taken = 0;
@@ -14,7 +20,14 @@ Result<DrainResult> drain_queue(Queue& queue, const GuestMemory& mem, const Chai
     auto it = queue.iter(mem);
     if (!it) return it.error();
     const uint32_t taken_before = taken;
-    while (auto chain = it->next()) {
+    bool satisfied = false;
+    while (true) {
+      if (want && !want()) {
+        satisfied = true;
+        break;
+      }
+      auto chain = it->next();
+      if (!chain) break;
       if (!chain->must_be_used()) return chain->error().value_or(Error::kInvalidHead);
       const uint32_t written = chain->is_valid() ? handle(*chain) : 0;
       if (auto r = queue.add_used(mem, chain->head_index(), written); !r) return r.error();
@@ -25,6 +38,11 @@ Result<DrainResult> drain_queue(Queue& queue, const GuestMemory& mem, const Chai
       }
     }
     if (result.exhausted) break;
+    if (satisfied) {
+      // Nothing to put in (or room for) another chain: the device comes back on its own.
+      if (auto r = queue.enable_notification(mem); !r) return r.error();
+      break;
+    }
     // A driver only moves avail->idx forward, so the round after a re-check that saw more
     // always has a chain. When it has none, the index went back: the device's own writes to
     // the used ring's flags or avail_event change it (the driver made the rings overlap)

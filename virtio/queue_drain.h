@@ -36,4 +36,13 @@ struct DrainResult {
 Result<DrainResult> drain_queue(Queue& queue, const GuestMemory& mem, const ChainHandler& handle,
                                 uint32_t budget = UINT32_MAX);
 
+// As drain_queue, but takes the next chain only while `want()` is true: for a queue the
+// device fills from a host source (a receive queue, while host data waits) or empties into
+// a host sink that can be full (a socket). When `want()` turns false the device stops and
+// notifications are back on; it calls again once it wants more (data arrived, the sink
+// drained), so no chain is left behind.
+Result<DrainResult> drain_queue_while(Queue& queue, const GuestMemory& mem,
+                                      const std::function<bool()>& want,
+                                      const ChainHandler& handle, uint32_t budget = UINT32_MAX);
+
 }  // namespace minivmm::virtio

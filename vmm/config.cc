@@ -2,11 +2,14 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <limits>
 #include <map>
 
 #include "boot/layout.h"
+#include "devices/virtio_console.h"
 #include "mmio/virtio_mmio.h"
 #include "vmm/suboptions.h"
 
@@ -77,6 +80,30 @@ SubOptions<devices::BlockConfig> disk_options() {
       });
 }
 
+// The --port keys.
+SubOptions<PortConfig> port_options() {
+  return SubOptions<PortConfig>(
+      "--port",
+      {
+          bind({.name = "name",
+                .spec = StringSpec{.hint = "NAME",
+                                   .max_length = devices::VirtioConsole::kMaxNameLength,
+                                   .allow_empty = false},
+                .help = "the port's name: /dev/virtio-ports/NAME in the guest (A-Z a-z 0-9 . _ -)",
+                .required = true},
+               &PortConfig::name),
+          bind({.name = "path",
+                .spec = StringSpec{.hint = "FILE", .allow_empty = false},
+                .help = "host file the guest's writes go to (created or truncated)"},
+               &PortConfig::path),
+          bind({.name = "socket",
+                .spec = StringSpec{.hint = "PATH", .allow_empty = false},
+                .help = "unix socket minivmm listens on; one client at a time, both directions"},
+               &PortConfig::socket),
+      },
+      {{"path", "socket"}});
+}
+
 }  // namespace
 
 ConfigResult<uint64_t> parse_memory_size(std::string_view text) {
@@ -125,6 +152,28 @@ ConfigResult<uint64_t> parse_memory_size(std::string_view text) {
   return bytes;
 }
 
+ConfigResult<PortConfig> parse_port(std::string_view text) {
+  auto port = port_options().parse(text);
+  if (!port) return ConfigError{std::move(port).error()};
+  const std::string& name = port->name;
+  const bool ok = std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+  if (!ok || name == "." || name == "..") {
+    return ConfigError{"--port: name=" + name +
+                       " may use only A-Z a-z 0-9 . _ - (it becomes a file name in the guest)"};
+  }
+  return std::move(port).value();
+}
+
+std::string port_synopsis() {
+  return port_options().synopsis();
+}
+
+std::string port_help() {
+  return port_options().help();
+}
+
 ConfigResult<devices::BlockConfig> parse_disk(std::string_view text) {
   auto disk = disk_options().parse(text);
   if (!disk) return ConfigError{std::move(disk).error()};
@@ -148,11 +197,23 @@ ConfigResult<SerialConfig> parse_serial(std::string_view text) {
   return ConfigError{"invalid --serial " + quoted(text) + " (expected stdio, null or file=PATH)"};
 }
 
+ConfigResult<std::optional<SerialConfig>> parse_console(std::string_view text) {
+  if (text == "off") return std::optional<SerialConfig>();
+  auto mode = parse_serial(text);
+  if (!mode) {
+    return ConfigError{"invalid --console " + quoted(text) +
+                       " (expected stdio, null, file=PATH or off)"};
+  }
+  return std::optional<SerialConfig>(*mode);
+}
+
 Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv) {
   VmConfig config;
   std::string memory = "512M";
   std::vector<std::string> disks;
   std::string serial = "stdio";
+  std::string console = "off";
+  std::vector<std::string> ports;
   bool no_acpi = false;
 
   CLI::App app{"minivmm: a minimal KVM virtual machine monitor that boots a Linux bzImage"};
@@ -175,9 +236,20 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       ->type_name("SPEC")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  app.add_option("--serial", serial, "Where the serial console goes: stdio, null or file=PATH")
+  app.add_option("--serial", serial, "Where the serial console (ttyS0) goes: stdio, null or file=PATH")
       ->type_name("MODE")
       ->default_str("stdio");
+  app.add_option("--console", console,
+                 "virtio-console hvc0 (boot with console=hvc0): stdio, null, file=PATH or off. "
+                 "stdin goes to hvc0 when this is stdio, else to ttyS0 when --serial is stdio")
+      ->type_name("MODE")
+      ->default_str("off");
+  app.add_option("--port", ports,
+                 "Named virtio-console port, /dev/virtio-ports/NAME (repeatable): " +
+                     port_synopsis())
+      ->type_name("SPEC")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--rng", config.rng,
                  "virtio-rng: entropy for the guest from the host's getrandom(), on or off")
       ->type_name("on|off")
@@ -199,6 +271,9 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       "\n"
       "Disk keys (--disk, comma-separated):\n" +
       disk_help() +
+      "\n"
+      "Port keys (--port, comma-separated):\n" +
+      port_help() +
       "\n"
       "Exit status: 0 guest powered off or rebooted, 1 VMM or host error, 2 bad usage,\n"
       "3 guest crashed (triple fault), 4 host KVM cannot run the guest, 130/143 stopped by\n"
@@ -229,6 +304,27 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
   auto ser = parse_serial(serial);
   if (!ser) return ParseExit{2, ser.error().message};
   config.serial = *ser;
+  auto con = parse_console(console);
+  if (!con) return ParseExit{2, con.error().message};
+  config.console = *con;
+  if (ports.size() > devices::VirtioConsole::kMaxNamedPorts) {
+    return ParseExit{2, "--port: at most " +
+                            std::to_string(devices::VirtioConsole::kMaxNamedPorts) +
+                            " named ports, " + std::to_string(ports.size()) + " given"};
+  }
+  for (const std::string& spec : ports) {
+    auto port = parse_port(spec);
+    if (!port) return ParseExit{2, port.error().message};
+    for (const PortConfig& other : config.ports) {
+      if (other.name == port->name) {
+        return ParseExit{2, "--port: name=" + port->name + " is given more than once"};
+      }
+      if (!port->socket.empty() && other.socket == port->socket) {
+        return ParseExit{2, "--port: socket=" + port->socket + " is given more than once"};
+      }
+    }
+    config.ports.push_back(std::move(port).value());
+  }
   config.acpi = !no_acpi;
   return config;
 }

@@ -29,6 +29,16 @@ struct SerialConfig {
   bool operator==(const SerialConfig&) const = default;
 };
 
+// A named virtio-console port (--port): the guest sees /dev/virtio-ports/NAME; its host side
+// is a file that guest output is written to, or a unix socket minivmm listens on (one client,
+// both directions).
+struct PortConfig {
+  std::string name;
+  std::string path;    // path=FILE
+  std::string socket;  // socket=PATH
+  bool operator==(const PortConfig&) const = default;
+};
+
 struct VmConfig {
   std::string kernel;
   std::optional<std::string> initrd;
@@ -37,6 +47,8 @@ struct VmConfig {
   uint32_t cpus = 1;
   std::vector<devices::BlockConfig> disks;  // filled by parse_disk
   SerialConfig serial;
+  std::optional<SerialConfig> console;  // virtio-console port 0 (hvc0); nullopt: --console off
+  std::vector<PortConfig> ports;        // virtio-console named ports, ids 1..N
   bool acpi = true;
   bool rng = true;  // virtio-rng (--rng on|off)
   bool virtio_cmdline = false;  // append virtio_mmio.device=... for each device
@@ -63,6 +75,12 @@ std::string disk_synopsis();
 std::string disk_help();
 // "stdio", "null" or "file=PATH".
 ConfigResult<SerialConfig> parse_serial(std::string_view text);
+// --console: "off" (nullopt) or what parse_serial takes.
+ConfigResult<std::optional<SerialConfig>> parse_console(std::string_view text);
+// "name=NAME,path=FILE" or "name=NAME,socket=PATH" (port_synopsis()).
+ConfigResult<PortConfig> parse_port(std::string_view text);
+std::string port_synopsis();
+std::string port_help();
 
 // What the command line asks for: run a VM, or exit now with `status` after printing
 // `output` (help text, to stdout) or an error line (to stderr).

@@ -2,9 +2,9 @@
 // one Vm, and the exit status (vmm/exit_status.h). Every failure ends here as one line on
 // stderr; exceptions stop at this function.
 //
-// Signals: SIGINT and SIGTERM are blocked in every thread once setup is done, before any
-// thread starts, and read from a signalfd by the main thread's loop (no work in signal
-// handlers); during setup they keep their default action. SIGPIPE is ignored
+// Signals: SIGINT and SIGTERM (and SIGWINCH, for hvc0's size) are blocked in every thread
+// once setup is done, before any thread starts, and read from a signalfd by the main thread's
+// loop (no work in signal handlers); during setup they keep their default action. SIGPIPE is ignored
 // so that a closed stdout only loses guest output. The vCPU kick signal has an empty handler.
 #include <signal.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -57,10 +57,15 @@ int run(int argc, char** argv, std::chrono::steady_clock::time_point start) {
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGWINCH);  // not a stop: the terminal's new size for hvc0
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     minivmm::vmm::UniqueFd signal_fd(signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
     std::optional<minivmm::vmm::RawTerminal> terminal;
-    if (config.serial.mode == minivmm::vmm::SerialMode::kStdio) terminal.emplace();
+    using minivmm::vmm::SerialMode;
+    if (config.serial.mode == SerialMode::kStdio ||
+        (config.console && config.console->mode == SerialMode::kStdio)) {
+      terminal.emplace();
+    }
     return vm.run(signal_fd.get());
   } catch (const minivmm::vmm::VmError& e) {
     spdlog::error("{}", e.what());

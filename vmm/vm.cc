@@ -1,9 +1,9 @@
 #include "vmm/vm.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/sysinfo.h>
@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <set>
+#include <system_error>
 
 #include "boot/cmdline.h"
 #include "boot/layout.h"
@@ -76,16 +77,6 @@ uint32_t phys_address_bits(const std::vector<kvm_cpuid_entry2>& cpuid) {
   return 36;
 }
 
-void write_all(int fd, const uint8_t* data, size_t len) {
-  while (len > 0) {
-    const ssize_t n = ::write(fd, data, len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // the sink is gone (closed pipe, full disk): drop the output
-    data += n;
-    len -= static_cast<size_t>(n);
-  }
-}
-
 }  // namespace
 
 Vm::Vm(const VmConfig& config, std::chrono::steady_clock::time_point start) : start_(start) {
@@ -116,17 +107,79 @@ void Vm::read_images(const VmConfig& config) {
 
 void Vm::create_virtio_devices(const VmConfig& config) {
   // Every device takes a window; disks first, so that they are vda, vdb, ... in order.
-  const size_t wanted = config.disks.size() + (config.rng ? 1 : 0);
+  const bool console = config.console || !config.ports.empty();
+  const size_t wanted = config.disks.size() + (config.rng ? 1 : 0) + (console ? 1 : 0);
   if (wanted > boot::kMaxVirtioMmioDevices) {
+    std::string others;
+    if (config.rng) others += ", the rng (--rng off leaves it out)";
+    if (console) others += ", the console (--console and --port)";
     throw VmError("at most " + std::to_string(boot::kMaxVirtioMmioDevices) +
                       " virtio devices fit in the virtio-mmio windows, disks and others "
                       "together; this VM asks for " + std::to_string(wanted) + " (" +
-                      std::to_string(config.disks.size()) + " disks" +
-                      (config.rng ? " and the rng, which --rng off leaves out)" : ")"),
+                      std::to_string(config.disks.size()) + " disks" + others + ")",
                   kExitUsage);
   }
   open_disks(config);
   if (config.rng) add_virtio_device("rng", std::make_shared<devices::VirtioRng>());
+  if (console) create_console(config);
+}
+
+std::shared_ptr<devices::HostOutput> Vm::open_output(const SerialConfig& mode, const char* what) {
+  try {
+    switch (mode.mode) {
+      case SerialMode::kNull:
+        return nullptr;
+      case SerialMode::kStdio:
+        if (!stdout_) {
+          stdout_ = devices::HostOutput::open_stdout();
+          outputs_.push_back(stdout_);
+        }
+        return stdout_;
+      case SerialMode::kFile: {
+        auto out = devices::HostOutput::open_path(mode.path);
+        outputs_.push_back(out);
+        return out;
+      }
+    }
+  } catch (const std::system_error& e) {
+    throw VmError(std::string("cannot open ") + what + " output " +
+                      (mode.mode == SerialMode::kFile ? "file " : "") + e.what(),
+                  kExitVmmError);
+  }
+  return nullptr;
+}
+
+void Vm::create_console(const VmConfig& config) {
+  std::optional<devices::ConsolePortConfig> hvc0;
+  if (config.console) {
+    hvc0.emplace();
+    hvc0->output = open_output(*config.console, "console");
+    console_on_stdio_ = config.console->mode == SerialMode::kStdio;
+    hvc0->host_input = console_on_stdio_;
+  }
+  std::vector<devices::ConsolePortConfig> named;
+  for (const PortConfig& p : config.ports) {
+    devices::ConsolePortConfig port;
+    port.name = p.name;
+    if (!p.path.empty()) {
+      port.output = open_output(SerialConfig{SerialMode::kFile, p.path}, "port");
+    } else {
+      try {
+        port.listen_fd = devices::VirtioConsole::listen_unix(p.socket);
+      } catch (const std::system_error& e) {
+        throw VmError("--port " + p.name + ": cannot listen on " + e.what(), kExitVmmError);
+      }
+      port.socket_path = p.socket;
+    }
+    named.push_back(std::move(port));
+  }
+  try {
+    console_ = std::make_shared<devices::VirtioConsole>(std::move(hvc0), std::move(named));
+  } catch (const std::invalid_argument& e) {
+    throw VmError(std::string("--port: ") + e.what(), kExitUsage);
+  }
+  if (console_on_stdio_) stdin_sink_ = console_.get();
+  add_virtio_device("console", console_);
 }
 
 void Vm::add_virtio_device(std::string name, std::shared_ptr<virtio::VirtioDevice> device) {
@@ -242,28 +295,15 @@ void Vm::setup_memory_and_boot(const VmConfig& config) {
 
 void Vm::setup_legacy_devices(const VmConfig& config, std::chrono::steady_clock::time_point start) {
   devices::Serial::Sink sink;
-  switch (config.serial.mode) {
-    case SerialMode::kStdio:
-      serial_to_stdio_ = true;
-      sink = [](uint8_t byte) { write_all(STDOUT_FILENO, &byte, 1); };
-      break;
-    case SerialMode::kFile: {
-      const int fd = ::open(config.serial.path.c_str(),
-                            O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND, 0644);
-      if (fd < 0) {
-        throw VmError(
-            "cannot open serial output file " + config.serial.path + ": " + std::strerror(errno),
-            kExitVmmError);
-      }
-      serial_file_ = UniqueFd(fd);
-      sink = [fd](uint8_t byte) { write_all(fd, &byte, 1); };
-      break;
-    }
-    case SerialMode::kNull:
-      break;
+  if (auto out = open_output(config.serial, "serial")) {
+    sink = [out](uint8_t byte) { out->write(std::span(&byte, 1)); };
   }
   serial_irq_ = std::make_unique<KvmIrqLine>(*vm_, boot::kCom1Irq);
   serial_ = std::make_shared<devices::Serial>(*serial_irq_, std::move(sink));
+  // stdin goes to hvc0 when the virtio console is on stdio, else to the UART on stdio.
+  if (stdin_sink_ == nullptr && config.serial.mode == SerialMode::kStdio) {
+    stdin_sink_ = serial_.get();
+  }
   pio_bus_.insert(boot::kCom1Port, boot::kCom1PortCount, serial_);
 
   auto i8042 = std::make_shared<devices::I8042>(
@@ -329,6 +369,9 @@ int Vm::run(int signal_fd) {
   wait_for_stop(signal_fd);
   stop_vcpus();
   detach_virtio_devices();
+  // The guest's last lines reach the host before we say why it stopped; a reader that takes
+  // nothing for half a second is not waited for.
+  for (auto& out : outputs_) out->drain(std::chrono::milliseconds(500));
   const StopReason reason = stop_.reason();
   const std::string message = stop_.message();
   if (reason == StopReason::kPowerOff || reason == StopReason::kReboot ||
@@ -340,37 +383,111 @@ int Vm::run(int signal_fd) {
   return exit_status();
 }
 
+// The main thread's loop: the stop request, the signalfd (SIGINT, SIGTERM, SIGWINCH), stdin
+// for the console that owns it, and the console outputs that wait for a slow reader.
 void Vm::wait_for_stop(int signal_fd) {
-  const bool read_stdin = serial_to_stdio_;
-  bool stdin_open = read_stdin;
-  while (!stop_.stopping()) {
-    pollfd fds[3] = {{stop_.event_fd(), POLLIN, 0}, {signal_fd, POLLIN, 0}, {-1, POLLIN, 0}};
-    // Stop reading stdin while the UART's input FIFO is full; poll again shortly.
-    const bool want_stdin = stdin_open && serial_->input_space() > 0;
-    if (want_stdin) fds[2].fd = STDIN_FILENO;
-    const int n = ::poll(fds, 3, stdin_open && !want_stdin ? 10 : -1);
-    if (n < 0 && errno != EINTR) {
-      stop_.request(StopReason::kError, std::string("poll failed: ") + std::strerror(errno));
-      break;
+  using devices::EventLoop;
+  EventLoop loop;
+  loop.add(stop_.event_fd(), EventLoop::kIn, [&loop](uint32_t) { loop.stop(); });
+  if (signal_fd >= 0) {
+    loop.add(signal_fd, EventLoop::kIn, [this, signal_fd](uint32_t) { on_signal(signal_fd); });
+  }
+  for (auto& out : outputs_) watch_output(loop, *out);
+  update_console_size();
+
+  // stdin: read while the console takes input; paused (interest 0) while its buffer is full
+  // and retried every 10 ms. epoll refuses regular files and /dev/null: those are read on
+  // the same 10 ms tick instead, until EOF.
+  constexpr int kRetryMs = 10;
+  devices::ConsoleInput* sink = stdin_sink_;
+  bool stdin_open = sink != nullptr;
+  bool polled = false;
+  bool paused = false;
+  auto read_stdin = [&] {
+    const size_t room = sink->input_space();
+    if (room == 0) {
+      if (polled && !paused) loop.modify(STDIN_FILENO, 0);
+      paused = true;
+      return;
     }
-    if (signal_fd >= 0 && (fds[1].revents & POLLIN)) {
-      signalfd_siginfo si{};
-      if (::read(signal_fd, &si, sizeof(si)) == sizeof(si)) {
-        const int sig = static_cast<int>(si.ssi_signo);
-        stop_.request(StopReason::kSignal,
-                      std::string("stopped by ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"), sig);
+    uint8_t buf[4096];
+    const ssize_t got = ::read(STDIN_FILENO, buf, std::min(sizeof(buf), room));
+    if (got > 0) {
+      sink->enqueue_input({buf, static_cast<size_t>(got)});
+    } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+      stdin_open = false;  // EOF or an unreadable stdin: the guest just gets no more input
+      if (polled) loop.remove(STDIN_FILENO);
+    }
+  };
+  if (stdin_open) {
+    try {
+      loop.add(STDIN_FILENO, EventLoop::kIn, [&](uint32_t events) {
+        if (paused && (events & (EventLoop::kHangup | EventLoop::kError))) {
+          // Closed while paused: read the rest on the tick instead of waking for the hangup.
+          loop.remove(STDIN_FILENO);
+          polled = false;
+          return;
+        }
+        read_stdin();
+      });
+      polled = true;
+    } catch (const std::system_error&) {
+      polled = false;
+    }
+  }
+  while (!stop_.stopping() && !loop.stop_requested()) {
+    const bool ticking = stdin_open && (paused || !polled);
+    loop.run_once(ticking ? kRetryMs : -1);
+    if (!stdin_open || loop.stop_requested()) continue;
+    if (!polled) {
+      read_stdin();
+    } else if (paused && sink->input_space() > 0) {
+      paused = false;
+      loop.modify(STDIN_FILENO, EventLoop::kIn);
+    }
+  }
+}
+
+void Vm::watch_output(devices::EventLoop& loop, devices::HostOutput& out) {
+  using devices::EventLoop;
+  if (!out.pollable()) return;  // a regular file: written straight through
+  try {
+    loop.add(out.fd(), 0, [&loop, &out](uint32_t events) {
+      if (events & (EventLoop::kHangup | EventLoop::kError)) {
+        out.close_sink();  // the reader is gone
+        loop.remove(out.fd());
+        return;
       }
+      if (out.flush()) loop.modify(out.fd(), 0);
+    });
+  } catch (const std::system_error&) {
+    return;  // epoll cannot wait on it (/dev/null): its writes never wait either
+  }
+  loop.add(out.pending_event().fd(), EventLoop::kIn, [&loop, &out](uint32_t) {
+    out.pending_event().consume();
+    if (!out.flush()) loop.modify(out.fd(), EventLoop::kOut);
+  });
+}
+
+void Vm::on_signal(int signal_fd) {
+  signalfd_siginfo si{};
+  while (::read(signal_fd, &si, sizeof(si)) == sizeof(si)) {
+    const int sig = static_cast<int>(si.ssi_signo);
+    if (sig == SIGWINCH) {
+      update_console_size();
+      continue;
     }
-    if (fds[2].revents & (POLLIN | POLLHUP | POLLERR)) {
-      uint8_t buf[256];
-      const size_t room = std::min(sizeof(buf), serial_->input_space());
-      const ssize_t got = ::read(STDIN_FILENO, buf, room);
-      if (got > 0) {
-        serial_->enqueue_input({buf, static_cast<size_t>(got)});
-      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
-        stdin_open = false;  // EOF or an unreadable stdin: the guest just gets no input
-      }
-    }
+    stop_.request(StopReason::kSignal,
+                  std::string("stopped by ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"), sig);
+  }
+}
+
+// hvc0 on a terminal gets the terminal's size (and every change of it, SIGWINCH).
+void Vm::update_console_size() {
+  if (!console_ || !console_on_stdio_ || !::isatty(STDOUT_FILENO)) return;
+  winsize ws{};
+  if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 && ws.ws_row > 0) {
+    console_->resize(ws.ws_col, ws.ws_row);
   }
 }
 

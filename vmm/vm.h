@@ -1,6 +1,7 @@
 // Vm: one virtual machine, built explicitly from a VmConfig. It owns, in construction order:
 // the KVM handles, guest RAM, the port I/O and MMIO buses, the legacy devices (UART, i8042,
-// PCI host bridge, boot-progress port, ACPI power control), the virtio devices, each in
+// PCI host bridge, boot-progress port, ACPI power control), the console outputs on the host
+// (devices::HostOutput: non-blocking, flushed by the main loop), the virtio devices, each in
 // its virtio-mmio window with its transport, irqfd and per-queue ioeventfds, and the vCPUs
 // with their threads.
 //
@@ -13,7 +14,7 @@
 // Lifecycle: the constructor does all setup and throws VmError (one line, exit status) on any
 // bad input or host failure; run() starts one thread per vCPU, waits on the main thread for a
 // stop (guest power-off / reboot / crash, a host failure, SIGINT / SIGTERM via the signalfd),
-// relays stdin to the UART meanwhile, then kicks and joins every vCPU thread, resets the
+// relays stdin to the console that owns it and flushes console output meanwhile, then kicks and joins every vCPU thread, resets the
 // virtio devices (their I/O threads finish in-flight requests and stop), flushes writable
 // disks, and returns the exit status.
 //
@@ -28,11 +29,15 @@
 #include <thread>
 #include <vector>
 
+#include "devices/console_input.h"
 #include "devices/debug_port.h"
+#include "devices/event_loop.h"
+#include "devices/host_output.h"
 #include "devices/i8042.h"
 #include "devices/pci_host.h"
 #include "devices/serial.h"
 #include "devices/virtio_blk.h"
+#include "devices/virtio_console.h"
 #include "devices/virtio_rng.h"
 #include "virtio/virtio_device.h"
 #include "mmio/bus.h"
@@ -82,6 +87,9 @@ class Vm {
   void read_images(const VmConfig& config);
   void create_virtio_devices(const VmConfig& config);
   void open_disks(const VmConfig& config);
+  void create_console(const VmConfig& config);
+  // Where a console's output goes (null for SerialMode::kNull); `what` names it in errors.
+  std::shared_ptr<devices::HostOutput> open_output(const SerialConfig& mode, const char* what);
   void add_virtio_device(std::string name, std::shared_ptr<virtio::VirtioDevice> device);
   void open_kvm(const VmConfig& config);
   void setup_memory_and_boot(const VmConfig& config);
@@ -90,6 +98,9 @@ class Vm {
   void attach_virtio_devices();
   void setup_vcpus(const VmConfig& config);
   void wait_for_stop(int signal_fd);
+  void watch_output(devices::EventLoop& loop, devices::HostOutput& out);
+  void on_signal(int signal_fd);
+  void update_console_size();
   void stop_vcpus();
   void detach_virtio_devices();
   int exit_status() const;
@@ -101,10 +112,13 @@ class Vm {
   std::unique_ptr<GuestRam> ram_;
   mmio::Bus pio_bus_;
   mmio::Bus mmio_bus_;
-  UniqueFd serial_file_;
-  bool serial_to_stdio_ = false;
+  std::shared_ptr<devices::HostOutput> stdout_;                // made when a console uses it
+  std::vector<std::shared_ptr<devices::HostOutput>> outputs_;  // every console output
   std::unique_ptr<KvmIrqLine> serial_irq_;
   std::shared_ptr<devices::Serial> serial_;
+  std::shared_ptr<devices::VirtioConsole> console_;  // when --console or --port
+  bool console_on_stdio_ = false;
+  devices::ConsoleInput* stdin_sink_ = nullptr;  // who gets stdin: hvc0, ttyS0 or nobody
   std::vector<VirtioSlot> virtio_;
   bool virtio_detached_ = false;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;

@@ -16,6 +16,9 @@
  *   minivmm-test=crash     load an empty IDT and execute ud2: a triple fault
  *   minivmm-test=int3      execute int3, which PVM's instruction emulator cannot (an
  *                          emulation failure there; a triple fault elsewhere)
+ *   minivmm-test=flood     write 128 KiB to the UART first (lines of 63 'x' and a newline,
+ *                          no LSR wait: the UART's transmitter is always empty), then
+ *                          "minivmm-test-guest: flood done", then reset as usual
  *
  * Loaders that start a bzImage in real mode (QEMU's firmware on -M microvm; used by
  * bench/vmm_bench.py to run this same image under QEMU) land on a separate 16-bit path in the
@@ -182,6 +185,26 @@ no_virtio:
         call puts
 
 progress:
+        mov %r14, %rdi
+        lea word_flood(%rip), %rsi
+        call contains
+        test %eax, %eax
+        jz 2f
+        mov $COM1, %dx
+        xor %ecx, %ecx
+1:      mov $'x', %al
+        mov %ecx, %r8d
+        and $63, %r8d
+        cmp $63, %r8d
+        jne 3f
+        mov $'\n', %al
+3:      out %al, %dx
+        inc %ecx
+        cmp $(128 * 1024), %ecx
+        jne 1b
+        lea msg_flood(%rip), %rsi
+        call puts
+2:
         mov $0x10, %al
         out %al, $0x80
         mov $0x20, %al
@@ -359,6 +382,8 @@ word_poweroff:  .asciz "minivmm-test=poweroff"
 word_spin:      .asciz "minivmm-test=spin"
 word_crash:     .asciz "minivmm-test=crash"
 word_int3:      .asciz "minivmm-test=int3"
+word_flood:     .asciz "minivmm-test=flood"
+msg_flood:      .asciz "minivmm-test-guest: flood done\n"
 msg_int3:       .asciz "minivmm-test-guest: progress written, int3\n"
         .balign 8
 empty_idt:      .word 0

@@ -134,6 +134,41 @@ TEST_CASE("serial modes") {
   CHECK_FALSE(parse_serial("tty").has_value());
 }
 
+TEST_CASE("console modes and named ports") {
+  auto con = parse_console("off");
+  REQUIRE(con.has_value());
+  CHECK_FALSE(con->has_value());
+  con = parse_console("file=/tmp/c.log");
+  REQUIRE(con.has_value());
+  CHECK(**con == SerialConfig{SerialMode::kFile, "/tmp/c.log"});
+  CHECK(parse_console("tty").error().message ==
+        "invalid --console 'tty' (expected stdio, null, file=PATH or off)");
+
+  auto port = parse_port("name=org.test.log,path=/tmp/p.log");
+  REQUIRE(port.has_value());
+  CHECK(*port == PortConfig{"org.test.log", "/tmp/p.log", ""});
+  port = parse_port("name=ctl,socket=/tmp/ctl.sock");
+  REQUIRE(port.has_value());
+  CHECK(port->socket == "/tmp/ctl.sock");
+  CHECK(parse_port("path=/tmp/p").error().message == "--port: name=NAME is required");
+  CHECK(parse_port("name=a").error().message == "--port: one of path= or socket= is required");
+  CHECK(parse_port("name=a,path=x,socket=y").error().message ==
+        "--port: path= and socket= exclude each other (give one of path= or socket=)");
+  CHECK(parse_port("name=a/b,path=x").error().message ==
+        "--port: name=a/b may use only A-Z a-z 0-9 . _ - (it becomes a file name in the guest)");
+
+  const VmConfig c = parse_ok({"--kernel", "k", "--console", "stdio", "--port",
+                               "name=a,path=a.log", "--port", "name=b,socket=b.sock"});
+  REQUIRE(c.console.has_value());
+  CHECK(c.console->mode == SerialMode::kStdio);
+  REQUIRE(c.ports.size() == 2);
+  CHECK(c.ports[1].name == "b");
+  CHECK(parse_error({"--kernel", "k", "--port", "name=a,path=x", "--port", "name=a,path=y"})
+            .output == "--port: name=a is given more than once");
+  CHECK(parse_error({"--kernel", "k", "--port", "name=a,socket=s", "--port", "name=b,socket=s"})
+            .output == "--port: socket=s is given more than once");
+}
+
 TEST_CASE("defaults") {
   const VmConfig c = parse_ok({"--kernel", "bzImage"});
   CHECK(c.kernel == "bzImage");
@@ -143,6 +178,8 @@ TEST_CASE("defaults") {
   CHECK(c.cpus == 1);
   CHECK(c.disks.empty());
   CHECK(c.serial.mode == SerialMode::kStdio);
+  CHECK_FALSE(c.console.has_value());  // virtio-console off
+  CHECK(c.ports.empty());
   CHECK(c.acpi);
   CHECK_FALSE(c.virtio_cmdline);
 }
@@ -180,6 +217,8 @@ TEST_CASE("bad usage exits with status 2 and one line") {
       {"--kernel", "k", "--cpus", "many"},         // not a number
       {"--kernel", "k", "--disk", "readonly=on"},  // no path
       {"--kernel", "k", "--serial", "tty"},        // bad serial
+      {"--kernel", "k", "--console", "on"},        // bad console
+      {"--kernel", "k", "--port", "name=x"},       // neither path nor socket
       {"--kernel", "k", "--log-level", "loud"},    // bad level
       {"--kernel", ""},                            // empty path
       {"--kernel", "k", "extra"},                  // stray argument
@@ -199,6 +238,8 @@ TEST_CASE("--help exits 0 and shows an example") {
   CHECK_THAT(e.output, Catch::Contains("Example:"));
   CHECK_THAT(e.output, Catch::Contains("--disk"));
   CHECK_THAT(e.output, Catch::Contains("Exit status"));
+  CHECK_THAT(e.output, Catch::Contains("stdin goes to hvc0 when this is stdio"));
+  CHECK_THAT(e.output, Catch::Contains("name=NAME,path=FILE|socket=PATH"));
 }
 
 TEST_CASE("--help documents every disk key from the table that parses them") {

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -233,6 +234,99 @@ TEST_CASE("serial output can go to a file or nowhere", "[kvm]") {
   CHECK(r.out.empty());
 }
 
+// Runs the flooding test guest (128 KiB on the UART) with stdout a pipe whose reader reads
+// every `read_every` (never, when zero); returns the exit status, stderr and what was read.
+Run run_with_stdout_pipe(std::chrono::milliseconds read_every) {
+  TempDir dir;
+  const std::string err_path = dir.file("stderr");
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
+  std::vector<std::string> full = {MINIVMM_BINARY, "--kernel", kGuest, "--cmdline",
+                                   "minivmm-test=flood", "--log-level", "info"};
+  std::vector<char*> argv;
+  for (auto& a : full) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid;
+  REQUIRE(posix_spawn(&pid, MINIVMM_BINARY, &actions, nullptr, argv.data(), environ) == 0);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(fds[1]);
+  ::fcntl(fds[0], F_SETFL, O_NONBLOCK);
+  Run r;
+  const auto start = std::chrono::steady_clock::now();
+  int wstatus = 0;
+  auto drain = [&] {
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::read(fds[0], buf, sizeof(buf))) > 0) r.out.append(buf, static_cast<size_t>(n));
+  };
+  while (::waitpid(pid, &wstatus, WNOHANG) != pid) {
+    if (std::chrono::steady_clock::now() - start > std::chrono::seconds(60)) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &wstatus, 0);
+      ::close(fds[0]);
+      FAIL("minivmm did not exit within 60 s with a stalled stdout; stderr: "
+           << slurp(err_path));
+    }
+    std::this_thread::sleep_for(read_every.count() > 0 ? read_every
+                                                       : std::chrono::milliseconds(20));
+    if (read_every.count() > 0) drain();
+  }
+  drain();
+  ::close(fds[0]);
+  r.status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+  r.err = slurp(err_path);
+  return r;
+}
+
+TEST_CASE("a stdout nobody reads never stalls the guest; a slow reader loses nothing", "[kvm]") {
+  REQUIRE_KVM();
+  // 128 KiB of UART output into a 64 KiB pipe that is never read: the guest still finishes
+  // (before output was non-blocking, its vCPU hung in write() for good).
+  Run r = run_with_stdout_pipe(std::chrono::milliseconds(0));
+  INFO("stderr: " << r.err);
+  CHECK(r.status == 0);
+  CHECK_THAT(r.err, Catch::Contains("the guest rebooted"));
+  CHECK_THAT(r.err, Catch::Contains("stdout: the reader took nothing for 500 ms"));
+  CHECK_THAT(r.err, Catch::Contains("bytes of guest output were dropped in all"));
+  // A reader that reads now and then gets every byte, in order.
+  r = run_with_stdout_pipe(std::chrono::milliseconds(50));
+  CHECK(r.status == 0);
+  CHECK_THAT(r.out, Catch::Contains("minivmm-test-guest: flood done"));
+  CHECK(std::count(r.out.begin(), r.out.end(), 'x') == 128 * 1024 - 128 * 1024 / 64);
+  CHECK_THAT(r.err, !Catch::Contains("dropped"));
+}
+
+TEST_CASE("the console and named ports are virtio devices with host outputs", "[kvm]") {
+  REQUIRE_KVM();
+  TempDir dir;
+  // Without the rng the console is the first virtio device: DeviceID 3.
+  const std::string log = dir.file("hvc0.log");
+  Run r = run_minivmm({"--kernel", kGuest, "--virtio-cmdline", "--rng", "off", "--console",
+                       "file=" + log, "--port", "name=p,socket=" + dir.file("p.sock")});
+  INFO("stderr: " << r.err);
+  CHECK(r.status == 0);
+  CHECK_THAT(r.out, Catch::Contains("device-id=0x00000003"));
+  struct stat st {};
+  CHECK(::stat(log.c_str(), &st) == 0);                        // created
+  CHECK(::stat(dir.file("p.sock").c_str(), &st) != 0);        // removed at exit
+  // A socket path that is something else is refused in one line.
+  const std::string file = dir.make_file("not-a-socket", 0);
+  r = run_minivmm({"--kernel", kGuest, "--port", "name=p,socket=" + file});
+  CHECK(r.status == 1);
+  CHECK(count_lines(r.err) == 1);
+  CHECK_THAT(r.err, Catch::Contains("exists and is not a socket"));
+  r = run_minivmm({"--kernel", kGuest, "--console", "file=" + dir.file("no/such/dir")});
+  CHECK(r.status == 1);
+  CHECK(count_lines(r.err) == 1);
+  CHECK_THAT(r.err, Catch::Contains("cannot open console output file"));
+}
+
 TEST_CASE("two vCPUs, RAM above the MMIO gap and no ACPI still boot", "[kvm]") {
   REQUIRE_KVM();
   TempDir dir;
@@ -334,7 +428,14 @@ TEST_CASE("bad usage exits 2 with one line and --help exits 0") {
   r = run_minivmm(args);
   CHECK(r.status == 2);
   CHECK(count_lines(r.err) == 1);
-  CHECK_THAT(r.err, Catch::Contains("this VM asks for 20 (19 disks and the rng, which --rng off"));
+  CHECK_THAT(r.err,
+             Catch::Contains("this VM asks for 20 (19 disks, the rng (--rng off leaves it out))"));
+  // The console takes a window too: 19 disks and a console do not fit, even without the rng.
+  std::vector<std::string> with_console(args);
+  with_console.insert(with_console.end(), {"--rng", "off", "--console", "null"});
+  r = run_minivmm(with_console);
+  CHECK(r.status == 2);
+  CHECK_THAT(r.err, Catch::Contains("(19 disks, the console (--console and --port))"));
   args.push_back("--disk");
   args.push_back("path=" + dir.make_file("d19.img", 1 << 20));
   args.push_back("--rng");
