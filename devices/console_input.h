@@ -2,7 +2,7 @@
 // (devices::Serial) or port 0 of the virtio console (hvc0). The seam that lets either
 // console own the keyboard.
 //
-// Threads: both methods from the main thread, concurrently with the device's own threads;
+// Threads: all methods from the main thread, concurrently with the device's own threads;
 // implementations are thread-safe.
 #pragma once
 
@@ -20,6 +20,8 @@ class ConsoleInput {
   // How many bytes enqueue_input() would take now; the loop stops reading stdin at 0 and
   // retries shortly.
   virtual size_t input_space() const = 0;
+  // The host terminal's size, at start and on every change (SIGWINCH). A UART has none.
+  virtual void resize(uint16_t /*cols*/, uint16_t /*rows*/) {}
 };
 
 }  // namespace minivmm::devices

@@ -212,6 +212,7 @@ void VirtioConsole::resize(uint16_t cols, uint16_t rows) {
   cols_.store(cols, std::memory_order_relaxed);
   rows_.store(rows, std::memory_order_relaxed);
   generation_.fetch_add(1, std::memory_order_release);
+  size_set_.store(true, std::memory_order_release);
   resize_pending_.store(true, std::memory_order_release);
   wake_.signal();
 }
@@ -236,11 +237,7 @@ void VirtioConsole::on_wake() {
     if (!multiport()) {
       worker_.context().interrupt.signal(virtio::kInterruptConfigChange);
     } else if (ports_[0].ready) {
-      // Linux reads the RESIZE payload as { rows, cols } (drivers/char/virtio_console.c).
-      std::array<uint8_t, 4> size{};
-      put_le16(&size[0], rows_.load(std::memory_order_relaxed));
-      put_le16(&size[2], cols_.load(std::memory_order_relaxed));
-      send_control(0, kResize, 0, size);
+      send_size();
       serve_control_rx();
     }
   }
@@ -390,7 +387,11 @@ void VirtioConsole::handle_control(const Control& msg) {
       }
       if (port.ready) return;  // once per device reset
       port.ready = true;
-      if (msg.id == 0) send_control(0, kConsolePort, 1);
+      if (msg.id == 0) {
+        send_control(0, kConsolePort, 1);
+        // With MULTIPORT the console learns its size only from RESIZE messages.
+        if (size_set_.load(std::memory_order_acquire)) send_size();
+      }
       if (!port.config.name.empty()) {
         const std::string& name = port.config.name;
         send_control(msg.id, kPortName, 1,
@@ -410,6 +411,14 @@ void VirtioConsole::handle_control(const Control& msg) {
       warn_once("unexpected control event " + std::to_string(msg.event) + " from the driver");
       return;
   }
+}
+
+void VirtioConsole::send_size() {
+  // Linux reads the RESIZE payload as { rows, cols } (drivers/char/virtio_console.c).
+  std::array<uint8_t, 4> size{};
+  put_le16(&size[0], rows_.load(std::memory_order_relaxed));
+  put_le16(&size[2], cols_.load(std::memory_order_relaxed));
+  send_control(0, kResize, 0, size);
 }
 
 void VirtioConsole::send_control(uint32_t id, uint16_t event, uint16_t value,

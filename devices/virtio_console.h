@@ -122,7 +122,7 @@ class VirtioConsole final : public virtio::VirtioDevice, public ConsoleInput {
   size_t input_space() const override;
   // The host terminal's size changed: tell the guest's console (config space and, with
   // MULTIPORT, a RESIZE message).
-  void resize(uint16_t cols, uint16_t rows);
+  void resize(uint16_t cols, uint16_t rows) override;
 
   uint32_t max_ports() const { return static_cast<uint32_t>(ports_.size()); }
   uint64_t bytes_dropped() const { return dropped_.load(std::memory_order_relaxed); }
@@ -159,6 +159,7 @@ class VirtioConsole final : public virtio::VirtioDevice, public ConsoleInput {
   uint32_t handle_transmit(uint32_t id, const virtio::DescriptorChain& chain);
   uint32_t handle_receive(Port& port, const virtio::DescriptorChain& chain);
   void handle_control(const Control& msg);
+  void send_size();  // RESIZE for port 0
   void send_control(uint32_t id, uint16_t event, uint16_t value,
                     std::span<const uint8_t> extra = {});
   void on_wake();
@@ -176,6 +177,7 @@ class VirtioConsole final : public virtio::VirtioDevice, public ConsoleInput {
   std::atomic<uint32_t> cols_{80};
   std::atomic<uint32_t> rows_{25};
   std::atomic<uint32_t> generation_{0};
+  std::atomic<bool> size_set_{false};        // resize() was called: the size is the host's
   std::atomic<bool> resize_pending_{false};
   virtio::EventFd wake_;  // host input or a resize for the worker
   mutable std::mutex input_mutex_;

@@ -2,7 +2,9 @@
 # /init of the minivmm test initramfs (busybox sh, PID 1 in the guest).
 #
 # 1. mounts /proc, /sys, /dev (devtmpfs)
-# 2. loads the kernel modules listed in /lib/modules/load.list (dependency order)
+# 2. loads the kernel modules listed in /lib/modules/load.list (dependency order); with
+#    console=hvc0 this comes first, since /dev/console exists only once virtio_console is
+#    loaded; then links /dev/virtio-ports/NAME for each named virtio-console port
 # 3. runs /scenarios/$NAME for minivmm.scenario=NAME on the kernel command line
 #    (default: smoke)
 # 4. prints machine-readable lines "MINIVMM-RESULT key=value" on the console
@@ -38,11 +40,32 @@ mkdir -p /proc /sys /dev /tmp /root /mnt
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null || mdev -s
-# If the initramfs had no /dev/console node, init started without stdio.
-[ -t 1 ] || exec </dev/console >/dev/console 2>&1
+mount -t tmpfs tmpfs /tmp
+
+kver="$(uname -r)"
+# load_modules: every module of load.list not yet loaded; failures go to /tmp/modules.err.
+load_modules() {
+  [ -f /lib/modules/load.list ] || return 0
+  while read -r mod; do
+    [ -n "$mod" ] || continue
+    name="$(basename "$mod" .ko)"
+    [ -d "/sys/module/$(echo "$name" | tr - _)" ] && continue
+    if ! err="$(insmod "/lib/modules/$kver/$mod" 2>&1)"; then
+      echo "init: insmod $mod failed: $err" >>/tmp/modules.err
+    fi
+  done </lib/modules/load.list
+}
+# Without a console the kernel started us without stdio (console=hvc0 before virtio_console
+# is loaded, or no /dev/console node in the initramfs): load the modules, then open it.
+if ! [ -t 1 ]; then
+  load_modules
+  # hvc0 registers once the driver and the device have exchanged their control messages.
+  i=0
+  until (: >/dev/console) 2>/dev/null || [ "$i" -ge 50 ]; do usleep 100000; i=$((i + 1)); done
+  exec </dev/console >/dev/console 2>&1
+fi
 mkdir -p /dev/pts
 mount -t devpts devpts /dev/pts 2>/dev/null || true
-mount -t tmpfs tmpfs /tmp
 echo 1 >/proc/sys/kernel/printk_ratelimit 2>/dev/null || true
 
 MINIVMM_SCENARIO=smoke
@@ -61,22 +84,39 @@ export MINIVMM_SCENARIO MINIVMM_EXIT MINIVMM_WAIT MINIVMM_ARG
 
 result "init=start uptime=$(cut -d' ' -f1 /proc/uptime) kernel=$(uname -r)"
 
-kver="$(uname -r)"
-mods_ok=1
-if [ -f /lib/modules/load.list ]; then
-  while read -r mod; do
-    [ -n "$mod" ] || continue
-    name="$(basename "$mod" .ko)"
-    if [ -d "/sys/module/$(echo "$name" | tr - _)" ]; then
-      continue
-    fi
-    if ! err="$(insmod "/lib/modules/$kver/$mod" 2>&1)"; then
-      echo "init: insmod $mod failed: $err"
-      mods_ok=0
-    fi
-  done </lib/modules/load.list
+load_modules
+if [ -s /tmp/modules.err ]; then
+  cat /tmp/modules.err
+  result "modules=failed"
+else
+  result "modules=ok"
 fi
-[ "$mods_ok" = 1 ] && result "modules=ok" || result "modules=failed"
+
+# Named virtio-console ports: what udev's rule does, /dev/virtio-ports/NAME -> /dev/vportNpM.
+# The device names each port just after the driver added it: wait up to 2 s for the names
+# of ports 1.. (port 0 is minivmm's console, hvc0, which has none). Linux shows a port
+# without a name as "(null)".
+port_name() { n="$(cat "$1/name" 2>/dev/null)"; [ "$n" = "(null)" ] && n=; echo "$n"; }
+if [ -d /sys/class/virtio-ports ]; then
+  mkdir -p /dev/virtio-ports
+  i=0
+  while [ "$i" -lt 20 ]; do
+    missing=0
+    for p in /sys/class/virtio-ports/vport*p*; do
+      [ -e "$p" ] || continue
+      case "$p" in *p0) continue ;; esac
+      [ -n "$(port_name "$p")" ] || missing=1
+    done
+    [ "$missing" = 0 ] && break
+    usleep 100000
+    i=$((i + 1))
+  done
+  for p in /sys/class/virtio-ports/vport*p*; do
+    [ -e "$p" ] || continue
+    n="$(port_name "$p")"
+    [ -n "$n" ] && ln -sf "/dev/$(basename "$p")" "/dev/virtio-ports/$n"
+  done
+fi
 
 # virtio-blk probing is synchronous on insmod, but give a slow device a moment.
 if [ "$MINIVMM_WAIT" -gt 0 ] 2>/dev/null; then

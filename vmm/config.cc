@@ -197,6 +197,55 @@ ConfigResult<SerialConfig> parse_serial(std::string_view text) {
   return ConfigError{"invalid --serial " + quoted(text) + " (expected stdio, null or file=PATH)"};
 }
 
+ConfigResult<DebugExitConfig> parse_debug_exit(std::string_view text) {
+  using devices::DebugExit;
+  const std::string bad = "invalid --debug-exit " + quoted(text) +
+                          " (expected minivmm, off or qemu[,iobase=N][,iosize=N])";
+  DebugExitConfig c;
+  if (text == "minivmm") return c;
+  if (text == "off") {
+    c.enabled = false;
+    return c;
+  }
+  if (text != "qemu" && !text.starts_with("qemu,")) return ConfigError{bad};
+  c.formula = DebugExit::Formula::kQemu;
+  c.iobase = DebugExit::kQemuPort;
+  c.iosize = DebugExit::kQemuSize;
+  std::string_view rest = text.substr(4);
+  while (!rest.empty()) {
+    rest.remove_prefix(1);  // the comma
+    const std::string_view item = rest.substr(0, rest.find(','));
+    rest.remove_prefix(item.size());
+    const size_t eq = item.find('=');
+    const std::string_view key = item.substr(0, eq);
+    std::string_view digits = eq == std::string_view::npos ? "" : item.substr(eq + 1);
+    int base = 10;
+    if (digits.starts_with("0x") || digits.starts_with("0X")) {
+      digits.remove_prefix(2);
+      base = 16;
+    }
+    uint64_t value = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value, base);
+    if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size()) {
+      return ConfigError{"--debug-exit: " + quoted(item) + " needs a number (decimal or 0x-hex)"};
+    }
+    if (key == "iobase" && value <= 0xffff) {
+      c.iobase = static_cast<uint16_t>(value);
+    } else if (key == "iosize" && (value == 1 || value == 2 || value == 4)) {
+      c.iosize = static_cast<uint16_t>(value);
+    } else if (key == "iobase" || key == "iosize") {
+      return ConfigError{"--debug-exit: " + quoted(item) +
+                         " is out of range (iobase 0-0xffff, iosize 1, 2 or 4)"};
+    } else {
+      return ConfigError{bad};
+    }
+  }
+  if (uint32_t{c.iobase} + c.iosize > 0x10000) {
+    return ConfigError{"--debug-exit: the port range ends past 0xffff"};
+  }
+  return c;
+}
+
 ConfigResult<std::optional<SerialConfig>> parse_console(std::string_view text) {
   if (text == "off") return std::optional<SerialConfig>();
   auto mode = parse_serial(text);
@@ -213,6 +262,8 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
   std::vector<std::string> disks;
   std::string serial = "stdio";
   std::string console = "off";
+  std::string debug_exit = "minivmm";
+  uint32_t timeout_s = 0;
   std::vector<std::string> ports;
   bool no_acpi = false;
 
@@ -255,6 +306,19 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       ->type_name("on|off")
       ->default_str("on")
       ->transform(CLI::IsMember(std::map<std::string, bool>{{"on", true}, {"off", false}}));
+  app.add_option("--debug-exit", debug_exit,
+                 "Exit port: a guest write of v to port 0xf4 ends the VM with status v & 0xff "
+                 "(minivmm); qemu[,iobase=N][,iosize=N]: QEMU's isa-debug-exit, status "
+                 "(v << 1) | 1, at 0x501 by default; off")
+      ->type_name("MODE")
+      ->default_str("minivmm");
+  app.add_option("--timeout", timeout_s,
+                 "Stop the VM after this many seconds of wall-clock time and exit 124")
+      ->type_name("SECONDS")
+      ->check(CLI::Range(1U, kMaxTimeoutSeconds));
+  app.add_option("--status-file", config.status_file,
+                 "At exit, write '<status> <reason> <message>' there (reasons: see below)")
+      ->type_name("PATH");
   app.add_flag("--no-acpi", no_acpi, "Do not build ACPI tables");
   app.add_flag("--virtio-cmdline", config.virtio_cmdline,
                "Also describe virtio-mmio devices on the kernel command line "
@@ -276,8 +340,10 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       port_help() +
       "\n"
       "Exit status: 0 guest powered off or rebooted, 1 VMM or host error, 2 bad usage,\n"
-      "3 guest crashed (triple fault), 4 host KVM cannot run the guest, 130/143 stopped by\n"
-      "SIGINT/SIGTERM.");
+      "3 guest crashed (triple fault), 4 host KVM cannot run the guest, 124 --timeout passed,\n"
+      "130/143 stopped by SIGINT/SIGTERM; or the status the guest wrote to the exit port.\n"
+      "Reasons in --status-file: poweroff reboot guest-exit crash unrunnable error usage\n"
+      "timeout signal.");
 
   try {
     app.parse(argc, argv);
@@ -325,6 +391,10 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
     }
     config.ports.push_back(std::move(port).value());
   }
+  auto dexit = parse_debug_exit(debug_exit);
+  if (!dexit) return ParseExit{2, dexit.error().message};
+  config.debug_exit = *dexit;
+  if (timeout_s > 0) config.timeout_s = timeout_s;
   config.acpi = !no_acpi;
   return config;
 }

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "devices/debug_exit.h"
 #include "devices/virtio_blk.h"
 #include "virtio/result.h"
 
@@ -39,6 +40,17 @@ struct PortConfig {
   bool operator==(const PortConfig&) const = default;
 };
 
+// The exit port (--debug-exit): minivmm's formula at 0xf4 by default, QEMU's at 0x501.
+struct DebugExitConfig {
+  bool enabled = true;
+  devices::DebugExit::Formula formula = devices::DebugExit::Formula::kMinivmm;
+  uint16_t iobase = devices::DebugExit::kMinivmmPort;
+  uint16_t iosize = 4;  // 0xf4-0xf7: a 1-, 2- or 4-byte write at 0xf4
+  bool operator==(const DebugExitConfig&) const = default;
+};
+
+inline constexpr uint32_t kMaxTimeoutSeconds = 7 * 24 * 3600;
+
 struct VmConfig {
   std::string kernel;
   std::optional<std::string> initrd;
@@ -51,6 +63,9 @@ struct VmConfig {
   std::vector<PortConfig> ports;        // virtio-console named ports, ids 1..N
   bool acpi = true;
   bool rng = true;  // virtio-rng (--rng on|off)
+  DebugExitConfig debug_exit;
+  std::optional<uint32_t> timeout_s;  // --timeout: stop the VM after this many seconds
+  std::string status_file;            // --status-file: "<status> <reason> <message>" at exit
   bool virtio_cmdline = false;  // append virtio_mmio.device=... for each device
   std::string log_level = "warn";
 };
@@ -77,6 +92,8 @@ std::string disk_help();
 ConfigResult<SerialConfig> parse_serial(std::string_view text);
 // --console: "off" (nullopt) or what parse_serial takes.
 ConfigResult<std::optional<SerialConfig>> parse_console(std::string_view text);
+// "minivmm" (0xf4), "qemu[,iobase=N][,iosize=N]" (N decimal or 0x-hex) or "off".
+ConfigResult<DebugExitConfig> parse_debug_exit(std::string_view text);
 // "name=NAME,path=FILE" or "name=NAME,socket=PATH" (port_synopsis()).
 ConfigResult<PortConfig> parse_port(std::string_view text);
 std::string port_synopsis();

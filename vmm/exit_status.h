@@ -11,8 +11,11 @@ enum ExitStatus : int {
   kExitGuestCrashed = 3,     // the guest triple-faulted (KVM_EXIT_SHUTDOWN) or reported a crash
   kExitGuestUnrunnable = 4,  // the host KVM could not run the guest (emulation failure,
                              // internal error, failed VM entry)
+  kExitTimeout = 124,        // --timeout passed (as coreutils timeout)
   // Stopped by SIGINT / SIGTERM: 128 + the signal number (130 / 143), as shells report.
   kExitSignalBase = 128,
+  // A status the guest reports through the exit port is the exit status itself (0-255);
+  // --status-file and the last stderr line tell it from the outcomes above.
 };
 
 }  // namespace minivmm::vmm

@@ -11,8 +11,10 @@
 #include <spdlog/spdlog.h>
 #include <sys/signalfd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 
 #include "vmm/config.h"
@@ -25,6 +27,18 @@
 namespace {
 
 using minivmm::vmm::ExitStatus;
+
+// --status-file: one line "<status> <reason> <message>", so that a CI script can tell the
+// guest's own status from minivmm's outcomes (`read -r status reason message < FILE`).
+void write_status_file(const std::string& path, int status, const std::string& reason,
+                       const std::string& message) {
+  if (path.empty()) return;
+  FILE* f = std::fopen(path.c_str(), "we");
+  if (f == nullptr || std::fprintf(f, "%d %s %s\n", status, reason.c_str(), message.c_str()) < 0 ||
+      std::fclose(f) != 0) {
+    spdlog::error("cannot write --status-file {}: {}", path, std::strerror(errno));
+  }
+}
 
 void setup_logging(const std::string& level) {
   auto logger = spdlog::stderr_logger_mt("minivmm");
@@ -66,12 +80,19 @@ int run(int argc, char** argv, std::chrono::steady_clock::time_point start) {
         (config.console && config.console->mode == SerialMode::kStdio)) {
       terminal.emplace();
     }
-    return vm.run(signal_fd.get());
+    const int status = vm.run(signal_fd.get());
+    terminal.reset();
+    const auto outcome = vm.outcome();
+    write_status_file(config.status_file, status, outcome.reason, outcome.message);
+    return status;
   } catch (const minivmm::vmm::VmError& e) {
     spdlog::error("{}", e.what());
+    write_status_file(config.status_file, e.status(),
+                      e.status() == minivmm::vmm::kExitUsage ? "usage" : "error", e.what());
     return e.status();
   } catch (const minivmm::vmm::KvmError& e) {
     spdlog::error("{}", e.what());
+    write_status_file(config.status_file, minivmm::vmm::kExitVmmError, "error", e.what());
     return minivmm::vmm::kExitVmmError;
   }
 }

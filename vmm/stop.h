@@ -27,6 +27,8 @@ enum class StopReason : uint8_t {
   kUnrunnable,  // the host KVM cannot run this guest
   kError,       // a VMM or host error while running
   kSignal,      // SIGINT / SIGTERM
+  kGuestExit,   // the guest reported a status (the exit port)
+  kTimeout,     // --timeout passed
 };
 
 class StopControl {
@@ -35,15 +37,15 @@ class StopControl {
     if (!event_.valid()) throw std::runtime_error("eventfd failed");
   }
 
-  // Records the reason (if none yet) and wakes the main thread. Safe from any thread; never
-  // throws.
-  void request(StopReason reason, std::string message = {}, int signal = 0) {
+  // Records the reason (if none yet) and wakes the main thread. `value` is the signal number
+  // for kSignal, the guest's status for kGuestExit. Safe from any thread; never throws.
+  void request(StopReason reason, std::string message = {}, int value = 0) {
     {
       std::lock_guard lock(mutex_);
       if (reason_ != StopReason::kNone) return;
       reason_ = reason;
       message_ = std::move(message);
-      signal_ = signal;
+      value_ = value;
     }
     stopping_.store(true, std::memory_order_release);
     const uint64_t one = 1;
@@ -61,9 +63,9 @@ class StopControl {
     std::lock_guard lock(mutex_);
     return message_;
   }
-  int signal() const {
+  int value() const {
     std::lock_guard lock(mutex_);
-    return signal_;
+    return value_;
   }
 
  private:
@@ -72,7 +74,7 @@ class StopControl {
   mutable std::mutex mutex_;
   StopReason reason_ = StopReason::kNone;
   std::string message_;
-  int signal_ = 0;
+  int value_ = 0;
 };
 
 }  // namespace minivmm::vmm

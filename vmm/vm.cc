@@ -7,6 +7,7 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/sysinfo.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -79,7 +80,8 @@ uint32_t phys_address_bits(const std::vector<kvm_cpuid_entry2>& cpuid) {
 
 }  // namespace
 
-Vm::Vm(const VmConfig& config, std::chrono::steady_clock::time_point start) : start_(start) {
+Vm::Vm(const VmConfig& config, std::chrono::steady_clock::time_point start)
+    : start_(start), timeout_s_(config.timeout_s) {
   // Cheap checks of user input first, so that bad files are reported even without KVM.
   read_images(config);
   create_virtio_devices(config);
@@ -151,11 +153,11 @@ std::shared_ptr<devices::HostOutput> Vm::open_output(const SerialConfig& mode, c
 
 void Vm::create_console(const VmConfig& config) {
   std::optional<devices::ConsolePortConfig> hvc0;
+  const bool on_stdio = config.console && config.console->mode == SerialMode::kStdio;
   if (config.console) {
     hvc0.emplace();
     hvc0->output = open_output(*config.console, "console");
-    console_on_stdio_ = config.console->mode == SerialMode::kStdio;
-    hvc0->host_input = console_on_stdio_;
+    hvc0->host_input = on_stdio;
   }
   std::vector<devices::ConsolePortConfig> named;
   for (const PortConfig& p : config.ports) {
@@ -173,13 +175,14 @@ void Vm::create_console(const VmConfig& config) {
     }
     named.push_back(std::move(port));
   }
+  std::shared_ptr<devices::VirtioConsole> console;
   try {
-    console_ = std::make_shared<devices::VirtioConsole>(std::move(hvc0), std::move(named));
+    console = std::make_shared<devices::VirtioConsole>(std::move(hvc0), std::move(named));
   } catch (const std::invalid_argument& e) {
     throw VmError(std::string("--port: ") + e.what(), kExitUsage);
   }
-  if (console_on_stdio_) stdin_sink_ = console_.get();
-  add_virtio_device("console", console_);
+  if (on_stdio) stdin_sink_ = console.get();
+  add_virtio_device("console", std::move(console));
 }
 
 void Vm::add_virtio_device(std::string name, std::shared_ptr<virtio::VirtioDevice> device) {
@@ -323,6 +326,25 @@ void Vm::setup_legacy_devices(const VmConfig& config, std::chrono::steady_clock:
   auto acpi_pm = std::make_shared<AcpiPowerControl>(
       [this] { stop_.request(StopReason::kPowerOff, "the guest powered off (ACPI S5)"); });
   pio_bus_.insert(AcpiPowerControl::kBase, AcpiPowerControl::kLength, acpi_pm);
+
+  if (const DebugExitConfig& dx = config.debug_exit; dx.enabled) {
+    const bool qemu = dx.formula == devices::DebugExit::Formula::kQemu;
+    auto exit_port = std::make_shared<devices::DebugExit>(
+        dx.formula, [this, port = dx.iobase, qemu](uint8_t status, uint32_t value) {
+          stop_.request(StopReason::kGuestExit,
+                        fmt::format("the guest reported status {} (wrote {:#x} to {} exit port "
+                                    "{:#x})",
+                                    status, value, qemu ? "the QEMU-formula" : "the", port),
+                        status);
+        });
+    if (!pio_bus_.insert(dx.iobase, dx.iosize, exit_port)) {
+      throw VmError(fmt::format("--debug-exit: ports {:#x}-{:#x} overlap another device of the "
+                                "machine (COM1 0x3f8, i8042 0x60/0x64, 0x80, ACPI 0x3c0, PCI "
+                                "0xcf8)",
+                                dx.iobase, dx.iobase + dx.iosize - 1),
+                    kExitUsage);
+    }
+  }
 }
 
 void Vm::attach_virtio_devices() {
@@ -374,13 +396,41 @@ int Vm::run(int signal_fd) {
   for (auto& out : outputs_) out->drain(std::chrono::milliseconds(500));
   const StopReason reason = stop_.reason();
   const std::string message = stop_.message();
-  if (reason == StopReason::kPowerOff || reason == StopReason::kReboot ||
-      reason == StopReason::kSignal) {
-    spdlog::info("{}", message);
-  } else {
-    spdlog::error("{}", message);
+  switch (reason) {
+    case StopReason::kPowerOff:
+    case StopReason::kReboot:
+    case StopReason::kSignal:
+      spdlog::info("{}", message);
+      break;
+    case StopReason::kGuestExit:
+      // A failing guest test says so on stderr; a passing one stays quiet.
+      if (stop_.value() == 0) {
+        spdlog::info("{}", message);
+      } else {
+        spdlog::warn("{}", message);
+      }
+      break;
+    default:
+      spdlog::error("{}", message);
+      break;
   }
   return exit_status();
+}
+
+Vm::Outcome Vm::outcome() const {
+  const char* reason = "error";
+  switch (stop_.reason()) {
+    case StopReason::kPowerOff: reason = "poweroff"; break;
+    case StopReason::kReboot: reason = "reboot"; break;
+    case StopReason::kCrash: reason = "crash"; break;
+    case StopReason::kUnrunnable: reason = "unrunnable"; break;
+    case StopReason::kSignal: reason = "signal"; break;
+    case StopReason::kGuestExit: reason = "guest-exit"; break;
+    case StopReason::kTimeout: reason = "timeout"; break;
+    case StopReason::kNone:
+    case StopReason::kError: break;
+  }
+  return Outcome{exit_status(), reason, stop_.message()};
 }
 
 // The main thread's loop: the stop request, the signalfd (SIGINT, SIGTERM, SIGWINCH), stdin
@@ -394,6 +444,26 @@ void Vm::wait_for_stop(int signal_fd) {
   }
   for (auto& out : outputs_) watch_output(loop, *out);
   update_console_size();
+  UniqueFd timer;
+  if (timeout_s_) {
+    timer = UniqueFd(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+    itimerspec at{};
+    // --timeout counts from the process start, like coreutils timeout around it would.
+    const auto since_start = std::chrono::steady_clock::now() - start_;
+    const auto left = std::chrono::seconds(*timeout_s_) - since_start;
+    const auto ns = std::max<int64_t>(
+        1, std::chrono::duration_cast<std::chrono::nanoseconds>(left).count());
+    at.it_value.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+    at.it_value.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    if (!timer.valid() || ::timerfd_settime(timer.get(), 0, &at, nullptr) != 0) {
+      throw VmError(std::string("--timeout: no timer: ") + std::strerror(errno), kExitVmmError);
+    }
+    loop.add(timer.get(), EventLoop::kIn, [this](uint32_t) {
+      stop_.request(StopReason::kTimeout,
+                    "timed out: the guest still ran after --timeout " +
+                        std::to_string(*timeout_s_) + " s");
+    });
+  }
 
   // stdin: read while the console takes input; paused (interest 0) while its buffer is full
   // and retried every 10 ms. epoll refuses regular files and /dev/null: those are read on
@@ -482,12 +552,12 @@ void Vm::on_signal(int signal_fd) {
   }
 }
 
-// hvc0 on a terminal gets the terminal's size (and every change of it, SIGWINCH).
+// The console on a terminal gets the terminal's size (and every change of it, SIGWINCH).
 void Vm::update_console_size() {
-  if (!console_ || !console_on_stdio_ || !::isatty(STDOUT_FILENO)) return;
+  if (stdin_sink_ == nullptr || !::isatty(STDOUT_FILENO)) return;
   winsize ws{};
   if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 && ws.ws_row > 0) {
-    console_->resize(ws.ws_col, ws.ws_row);
+    stdin_sink_->resize(ws.ws_col, ws.ws_row);
   }
 }
 
@@ -522,7 +592,11 @@ int Vm::exit_status() const {
     case StopReason::kUnrunnable:
       return kExitGuestUnrunnable;
     case StopReason::kSignal:
-      return kExitSignalBase + stop_.signal();
+      return kExitSignalBase + stop_.value();
+    case StopReason::kGuestExit:
+      return stop_.value();
+    case StopReason::kTimeout:
+      return kExitTimeout;
     case StopReason::kNone:
     case StopReason::kError:
       break;

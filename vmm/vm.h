@@ -74,6 +74,15 @@ class Vm {
   // for SIGINT / SIGTERM (blocked in every thread), or -1.
   int run(int signal_fd);
 
+  // How the run ended, for --status-file: the exit status, a reason word (README, "Exit
+  // status") and the one-line message. After run().
+  struct Outcome {
+    int status;
+    std::string reason;
+    std::string message;
+  };
+  Outcome outcome() const;
+
  private:
   // One virtio device in its virtio-mmio window.
   struct VirtioSlot {
@@ -106,6 +115,7 @@ class Vm {
   int exit_status() const;
 
   std::chrono::steady_clock::time_point start_;  // process start, for start-up logs
+  std::optional<uint32_t> timeout_s_;
   StopControl stop_;
   std::optional<Kvm> kvm_;
   std::optional<VmFd> vm_;
@@ -116,9 +126,9 @@ class Vm {
   std::vector<std::shared_ptr<devices::HostOutput>> outputs_;  // every console output
   std::unique_ptr<KvmIrqLine> serial_irq_;
   std::shared_ptr<devices::Serial> serial_;
-  std::shared_ptr<devices::VirtioConsole> console_;  // when --console or --port
-  bool console_on_stdio_ = false;
-  devices::ConsoleInput* stdin_sink_ = nullptr;  // who gets stdin: hvc0, ttyS0 or nobody
+  // Who gets stdin and the terminal's size: hvc0 (--console stdio), else ttyS0 (--serial
+  // stdio), else nobody. The device is owned by its VirtioSlot or serial_.
+  devices::ConsoleInput* stdin_sink_ = nullptr;
   std::vector<VirtioSlot> virtio_;
   bool virtio_detached_ = false;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;

@@ -347,6 +347,16 @@ TEST_CASE("console: the size goes to the guest as RESIZE with multiport, config 
     CHECK((static_cast<uint8_t>(ms[0].extra[2]) | static_cast<uint8_t>(ms[0].extra[3]) << 8) ==
           100);
   }
+  SECTION("a size set before the driver is ready is sent with CONSOLE_PORT") {
+    VirtioConsole dev(output_port("", nullptr), {});
+    dev.resize(120, 50);
+    ConsoleDriver drv(dev);
+    drv.activate();
+    drv.handshake(1);
+    auto ms = drv.messages(3);
+    CHECK(has(ms, 0, VirtioConsole::kConsolePort, 1));
+    CHECK(has(ms, 0, VirtioConsole::kResize, 0));
+  }
   SECTION("single port") {
     PipeOutput out;
     VirtioConsole dev(output_port("", out.output), {output_port("ignored", nullptr)});

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# run-e2e.sh MINIVMM_BINARY — end-to-end tests: boot real Linux guests with minivmm
-# and assert on what they report (CTest: e2e_linux, label e2e).
+# run-e2e.sh MINIVMM_BINARY [PORT_CLIENT] — end-to-end tests: boot real Linux guests with
+# minivmm and assert on what they report (CTest: e2e_linux, label e2e). PORT_CLIENT is the
+# build's tests/e2e/port-client, the host end of the named-port case (skipped without it).
 #
 # 1. On this host (apt look-ups are slow under TCG): the Debian cloud kernel
 #    (images/fetch-kernel.sh), the test initramfs (images/build-initramfs.sh), the
@@ -14,7 +15,7 @@
 #    KVM, else in the nested KVM host, which then boots only once for all cases.
 #
 # Environment: MINIVMM_E2E_ONLY="boot disk rng persist readonly rng-off multi reboot panic clean
-#   minimal" (subset), MINIVMM_E2E_MINIMAL=0 (skip the minimal kernel, loudly),
+#   minimal hvc0 port" (subset), MINIVMM_E2E_MINIMAL=0 (skip the minimal kernel, loudly),
 #   MINIVMM_E2E_MINIMAL_TIMEOUT (s to wait for building it, default 600; past that
 #   the case is skipped and the build goes on in the background),
 #   MINIVMM_E2E_BOOT_TIMEOUT (per boot, default 120 s), MINIVMM_CACHE, and the
@@ -37,9 +38,15 @@ source "$images/lib/common.sh"
 say() { echo "e2e: $*"; }
 die() { echo "e2e: error: $*" >&2; exit 2; }
 
-[[ $# -eq 1 ]] || die "usage: $(basename "$0") MINIVMM_BINARY"
+[[ $# -eq 1 || $# -eq 2 ]] || die "usage: $(basename "$0") MINIVMM_BINARY [PORT_CLIENT]"
 vmm="$(realpath -e "$1" 2>/dev/null)" || die "$1 does not exist"
 [[ -x $vmm ]] || die "$vmm is not executable"
+port_client=()
+if [[ $# -eq 2 ]]; then
+  pc="$(realpath -e "$2" 2>/dev/null)" || die "$2 does not exist"
+  [[ -x $pc ]] || die "$pc is not executable"
+  port_client=(--port-client "$pc")
+fi
 t0=$SECONDS
 
 # --- inputs, on the host ---------------------------------------------------------
@@ -104,7 +111,7 @@ run_suite() { # run_suite DIR ATTEMPT
   local env=(MINIVMM_E2E_ONLY="${todo[*]}")
   [[ -n $wedge && $2 -lt $wedge_k ]] && env+=(MINIVMM_NESTED_DEBUG_STOP_AFTER="$wedge_s")
   env "${env[@]}" "$images/with-kvm.sh" bash "$root/tests/e2e/suite.sh" --minivmm "$vmm" --kernel "$KERNEL_IMAGE" \
-    --initrd "$initrd" --disk-template "$template" --run-dir "$1" "${minimal[@]}"
+    --initrd "$initrd" --disk-template "$template" --run-dir "$1" "${minimal[@]}" "${port_client[@]}"
 }
 max_restarts=2 restarts=0 dir="$run"
 n_ok=0 n_fail=0 n_skip=0 failed_cases=()

@@ -16,6 +16,9 @@
  *   minivmm-test=crash     load an empty IDT and execute ud2: a triple fault
  *   minivmm-test=int3      execute int3, which PVM's instruction emulator cannot (an
  *                          emulation failure there; a triple fault elsewhere)
+ *   minivmm-test=exit      write the byte 42 to the exit port 0xf4 (status 42)
+ *   minivmm-test=exitw     write the 16-bit word 0x0103 to port 0xf4 (minivmm: status 3;
+ *                          QEMU's formula: (0x103 << 1 | 1) & 0xff = 7)
  *   minivmm-test=flood     write 128 KiB to the UART first (lines of 63 'x' and a newline,
  *                          no LSR wait: the UART's transmitter is always empty), then
  *                          "minivmm-test-guest: flood done", then reset as usual
@@ -213,6 +216,16 @@ progress:
         out %al, $0x80
 
         mov %r14, %rdi
+        lea word_exitw(%rip), %rsi
+        call contains
+        test %eax, %eax
+        jnz exit_word
+        mov %r14, %rdi
+        lea word_exit(%rip), %rsi
+        call contains
+        test %eax, %eax
+        jnz exit_byte
+        mov %r14, %rdi
         lea word_poweroff(%rip), %rsi
         call contains
         test %eax, %eax
@@ -239,6 +252,18 @@ progress:
         out %al, $0x64                        /* i8042: pulse the reset line */
 2:      hlt
         jmp 2b
+
+exit_byte:
+        mov $42, %al
+        out %al, $0xf4
+7:      hlt
+        jmp 7b
+
+exit_word:
+        mov $0x0103, %ax
+        out %ax, $0xf4
+8:      hlt
+        jmp 8b
 
 poweroff:
         lea msg_poweroff(%rip), %rsi
@@ -383,6 +408,8 @@ word_spin:      .asciz "minivmm-test=spin"
 word_crash:     .asciz "minivmm-test=crash"
 word_int3:      .asciz "minivmm-test=int3"
 word_flood:     .asciz "minivmm-test=flood"
+word_exit:      .asciz "minivmm-test=exit"
+word_exitw:     .asciz "minivmm-test=exitw"
 msg_flood:      .asciz "minivmm-test-guest: flood done\n"
 msg_int3:       .asciz "minivmm-test-guest: progress written, int3\n"
         .balign 8

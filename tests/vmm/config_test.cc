@@ -169,6 +169,36 @@ TEST_CASE("console modes and named ports") {
             .output == "--port: socket=s is given more than once");
 }
 
+TEST_CASE("exit port modes") {
+  using minivmm::devices::DebugExit;
+  auto dx = parse_debug_exit("minivmm");
+  REQUIRE(dx.has_value());
+  CHECK(dx->enabled);
+  CHECK(dx->iobase == 0xf4);
+  dx = parse_debug_exit("qemu");
+  REQUIRE(dx.has_value());
+  CHECK(dx->formula == DebugExit::Formula::kQemu);
+  CHECK(dx->iobase == 0x501);
+  CHECK(dx->iosize == 2);
+  dx = parse_debug_exit("qemu,iobase=0xf4,iosize=4");
+  REQUIRE(dx.has_value());
+  CHECK(dx->iobase == 0xf4);
+  CHECK(dx->iosize == 4);
+  CHECK(parse_debug_exit("qemu,iobase=244")->iobase == 244);
+  CHECK_FALSE(parse_debug_exit("off")->enabled);
+  CHECK_FALSE(parse_debug_exit("qemu,iosize=3").has_value());
+  CHECK_FALSE(parse_debug_exit("qemu,iobase=0x10000").has_value());
+  CHECK_FALSE(parse_debug_exit("qemu,iobase=0xffff,iosize=2").has_value());
+  CHECK_FALSE(parse_debug_exit("qemu,iobase=").has_value());
+  CHECK_FALSE(parse_debug_exit("qemu,port=1").has_value());
+  CHECK_FALSE(parse_debug_exit("isa").has_value());
+  CHECK(DebugExit::status_of(DebugExit::Formula::kMinivmm, 0x1ff) == 0xff);
+  CHECK(DebugExit::status_of(DebugExit::Formula::kQemu, 0) == 1);
+  CHECK(DebugExit::status_of(DebugExit::Formula::kQemu, 0x103) == 7);
+  CHECK(parse_ok({"--kernel", "k", "--timeout", "60"}).timeout_s == 60u);
+  CHECK(parse_error({"--kernel", "k", "--timeout", "0"}).status == 2);
+}
+
 TEST_CASE("defaults") {
   const VmConfig c = parse_ok({"--kernel", "bzImage"});
   CHECK(c.kernel == "bzImage");

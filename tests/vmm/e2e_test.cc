@@ -327,6 +327,53 @@ TEST_CASE("the console and named ports are virtio devices with host outputs", "[
   CHECK_THAT(r.err, Catch::Contains("cannot open console output file"));
 }
 
+TEST_CASE("the exit port: the guest's status is minivmm's, and the status file says so",
+          "[kvm]") {
+  REQUIRE_KVM();
+  TempDir dir;
+  const std::string status = dir.file("status");
+  Run r = run_minivmm({"--kernel", kGuest, "--cmdline", "minivmm-test=exit", "--status-file",
+                       status});
+  CHECK(r.status == 42);
+  CHECK_THAT(r.err, Catch::Contains("warning: the guest reported status 42 (wrote 0x2a to the "
+                                    "exit port 0xf4)"));
+  CHECK(count_lines(r.err) == 1);
+  CHECK_THAT(slurp(status), Catch::StartsWith("42 guest-exit the guest reported status 42"));
+  r = run_minivmm({"--kernel", kGuest, "--cmdline", "minivmm-test=exitw"});
+  CHECK(r.status == 3);  // 0x0103 & 0xff: the same 3 as a triple fault, told apart by the file
+  // QEMU's isa-debug-exit formula at the port the guest uses: (0x103 << 1 | 1) & 0xff.
+  r = run_minivmm({"--kernel", kGuest, "--cmdline", "minivmm-test=exitw", "--debug-exit",
+                   "qemu,iobase=0xf4,iosize=2", "--status-file", status});
+  CHECK(r.status == 7);
+  CHECK_THAT(slurp(status), Catch::StartsWith("7 guest-exit"));
+  // Off: the write goes nowhere and the guest halts for good; only --timeout ends it.
+  r = run_minivmm({"--kernel", kGuest, "--cmdline", "minivmm-test=exit", "--debug-exit", "off",
+                   "--timeout", "1", "--status-file", status});
+  CHECK(r.status == 124);
+  CHECK_THAT(slurp(status), Catch::StartsWith("124 timeout"));
+  // The default port range may not overlap the machine's own devices.
+  r = run_minivmm({"--kernel", kGuest, "--debug-exit", "qemu,iobase=0x3f8"});
+  CHECK(r.status == 2);
+  CHECK(count_lines(r.err) == 1);
+  CHECK_THAT(r.err, Catch::Contains("overlap another device"));
+}
+
+TEST_CASE("a guest that runs past --timeout is stopped with 124", "[kvm]") {
+  REQUIRE_KVM();
+  TempDir dir;
+  const std::string status = dir.file("status");
+  const auto start = std::chrono::steady_clock::now();
+  Run r = run_minivmm({"--kernel", kGuest, "--cmdline", "minivmm-test=spin", "--timeout", "2",
+                       "--status-file", status});
+  const auto took = std::chrono::steady_clock::now() - start;
+  CHECK(r.status == 124);
+  CHECK(took >= std::chrono::seconds(2));
+  CHECK(took < std::chrono::seconds(5));
+  CHECK_THAT(r.err, Catch::Contains("error: timed out: the guest still ran after --timeout 2 s"));
+  CHECK_THAT(r.out, Catch::Contains("progress written, spinning"));
+  CHECK_THAT(slurp(status), Catch::StartsWith("124 timeout "));
+}
+
 TEST_CASE("two vCPUs, RAM above the MMIO gap and no ACPI still boot", "[kvm]") {
   REQUIRE_KVM();
   TempDir dir;
