@@ -13,6 +13,7 @@
 #   --seconds S      seconds per run, each side (default 3, as bench/run-all.sh)
 #   --size-gib G     bench file size (default 1, as bench/run-all.sh)
 #   --poll-us N      the device's poll_us (default 100: bench_blk's default)
+#   --only SUBSTRING the patterns whose name contains it (default: all four)
 #   --out DIR        raw results: DIR/blk-before-after.tsv and .txt (default: a temp dir)
 #   --build-dir DIR  where commits are built (default: a temp dir, removed at the end)
 #   --md FILE        also write the table as a markdown fragment (bench/report.py puts
@@ -26,7 +27,7 @@ set -euo pipefail
 main() {
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-pairs=7 seconds=3 size_gib=1 poll_us=100 out="" build_root="" md=""
+pairs=7 seconds=3 size_gib=1 poll_us=100 out="" build_root="" md="" only=""
 argv=("$@")
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -37,6 +38,7 @@ while [[ $# -gt 0 ]]; do
     --out) out="$2"; shift 2 ;;
     --build-dir) build_root="$2"; shift 2 ;;
     --md) md="$2"; shift 2 ;;
+    --only) only="$2"; shift 2 ;;
     -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "blk_before_after: unknown option '$1' (see --help)" >&2; exit 2 ;;
     *) break ;;
@@ -92,7 +94,11 @@ names=(before after)
 say "before: ${bins[0]}"
 say "after:  ${bins[1]}"
 
-patterns=("4k randread QD32" "4k randwrite QD32" "1M seqread QD8" "1M seqwrite QD8")
+patterns=()
+for p in "4k randread QD32" "4k randwrite QD32" "1M seqread QD8" "1M seqwrite QD8"; do
+  [[ $p == *"$only"* ]] && patterns+=("$p")
+done
+[[ ${#patterns[@]} -gt 0 ]] || { echo "blk_before_after: no pattern matches '$only'" >&2; exit 2; }
 tsv="$out/blk-before-after.tsv"
 printf 'pair\tpattern\tversion\tdev_iops\tdev_mbps\tdev_us_per_io\tfio_iops\tfio_mbps\tfio_us_per_io\tdev_fio_pct\n' >"$tsv"
 load_start="$(uptime | sed 's/^ *//')"
@@ -137,10 +143,12 @@ print(f"Reproduce: `{cmd}`  ")
 print(f"Before: {b}; after: {a}. {pairs} interleaved pairs per pattern, each run "
       f"`bench_blk --seconds {seconds} --reps 1 --size-gib {size} --poll-us {poll} --only PATTERN` "
       f"(device, then fio on the same file), the order alternating between pairs.  ")
-print(f"Started {date}. Load at start: `{l0}`; at end: `{l1}`")
+print(f"Started {date}. Load at start: `{l0}`; at end: `{l1}`  ")
+print("after / before: the ratio of the two medians, and the median (min–max) of the ratios "
+      "within each pair (the two runs of a pair are seconds apart, under the same load).")
 print()
-print("| pattern | figure | before | after | after / before |")
-print("|---|---|---|---|---|")
+print("| pattern | figure | before | after | after / before | per pair |")
+print("|---|---|---|---|---|---|")
 for p in pats:
     small = p.startswith("4k")
     k, unit, d = ("dev_iops", "IOPS", 0) if small else ("dev_mbps", "MB/s", 1)
@@ -150,7 +158,10 @@ for p in pats:
         bv, av = col(p, "before", key), col(p, "after", key)
         rat = (f"{statistics.median(av) / statistics.median(bv):.3f}"
                if bv and av and statistics.median(bv) else "n/a")
-        print(f"| {p} | {label} | {sp(bv, dd)} | {sp(av, dd)} | {rat} |")
+        by = {(r["pair"], r["version"]): float(r[key]) for r in rows if r["pattern"] == p}
+        pr = [by[(i, "after")] / by[(i, "before")] for i in sorted({r["pair"] for r in rows})
+              if (i, "after") in by and by.get((i, "before"))]
+        print(f"| {p} | {label} | {sp(bv, dd)} | {sp(av, dd)} | {rat} | {sp(pr, 3)} |")
 EOF
 [[ -z $md ]] || cp "$out/blk-before-after.txt" "$md"
 say "raw: $tsv"
