@@ -15,6 +15,8 @@
 #   CONSOLE_RUNS=3          console floods per row (4 rows: minivmm / QEMU, hvc0 / ttyS0;
 #                           bench/console.sh, whose CONSOLE_* knobs apply; nested: minutes)
 #   SKIP="linux blk"        parts to skip: startup memory linux blk queue console
+#   BUILD_LOCK=FILE         take flock(1) on FILE around the build (on a machine shared with
+#                           others who build, e.g. /tmp/minivmm-build.lock); default none
 # Raw results and logs: $BUILD/bench/results/.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -48,16 +50,18 @@ load() { echo "$1: $(date -u '+%Y-%m-%d') $(uptime | sed 's/^ *//')" >>"$res/loa
 cmd() { echo "$1: $2" >>"$res/commands.txt"; }
 
 say "building $build"
+locked=()
+[[ -n ${BUILD_LOCK:-} ]] && locked=(flock "$BUILD_LOCK")
 if [[ ! -f $build/CMakeCache.txt ]]; then
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >"$res/build.log" 2>&1
+  "${locked[@]}" cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >"$res/build.log" 2>&1
 fi
-cmake --build "$build" -j"$(nproc)" --target minivmm minivmm_test_guest queue_bench bench_blk \
+"${locked[@]}" cmake --build "$build" -j"$(nproc)" --target minivmm minivmm_test_guest queue_bench bench_blk \
   >>"$res/build.log" 2>&1 || say "build failed (see $res/build.log); using what exists"
 minivmm="$root/$build/vmm/minivmm"
 guest="$root/$build/tests/guest/test_guest.bzImage"
 floor="$root/$build/bench/kvm_floor"
 mkdir -p "$(dirname "$floor")"
-cc -O2 -Wall -o "$floor" "$here/kvm_floor.c" >>"$res/build.log" 2>&1 || say "kvm_floor did not build"
+"${locked[@]}" cc -O2 -Wall -o "$floor" "$here/kvm_floor.c" >>"$res/build.log" 2>&1 || say "kvm_floor did not build"
 
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')  commit: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
