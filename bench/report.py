@@ -349,6 +349,7 @@ for line in (t or "").splitlines():
 
 ba = os.path.join(bench, "blk-before-after.md")
 section("4b", True)
+extra = sorted(f for f in os.listdir(bench) if f.startswith("blk-before-after-") and f.endswith(".md"))
 if os.path.exists(ba):
     md.append("\n### 4b. VirtioBlock on VirtioWorker: before/after\n\n"
               "Commit 4dfc64a (\"One device model: transport-owned queue events, VirtioWorker, "
@@ -357,6 +358,8 @@ if os.path.exists(ba):
               "commits (or takes two binaries) and runs them interleaved, so both see the same "
               "load; its last output, from `bench/blk-before-after.md` (not rewritten by "
               "run-all.sh):\n\n" + open(ba).read().rstrip() + "\n")
+    for f in extra:  # further runs of it, e.g. one pattern with more pairs
+        md.append(f"\nAnd from `bench/{f}`:\n\n" + open(os.path.join(bench, f)).read().rstrip() + "\n")
 
 # 5. Block in a guest -----------------------------------------------------------------
 rows = read_tsv("linux-blk.tsv")
