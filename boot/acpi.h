@@ -153,6 +153,7 @@ struct AcpiConfig {
   uint32_t num_cpus = 1;  // local APIC IDs and ACPI processor UIDs 0 .. num_cpus-1
   std::vector<VirtioMmioDeviceInfo> devices;
   bool serial = true;  // describe COM1 (kCom1Port, kCom1Irq) in the DSDT
+  bool pvpanic = false;  // describe QEMU's pvpanic device (kPvpanicHid at kPvpanicPort)
   // MADT PCAT_COMPAT: KVM's in-kernel irqchip includes dual 8259 PICs, so the platform does
   // have them; the flag tells the OS to mask them when it switches to the IOAPIC.
   bool pcat_compat = true;

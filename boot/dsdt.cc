@@ -22,6 +22,16 @@ aml::Bytes com1_device() {
   return aml::device("COM1", terms);
 }
 
+aml::Bytes pvpanic_device() {
+  const aml::Bytes terms[] = {
+      aml::name("_HID", aml::string(kPvpanicHid)),
+      aml::name("_CRS", aml::resource_template({
+                            aml::io_port(true, kPvpanicPort, kPvpanicPort, 1, 1),
+                        })),
+  };
+  return aml::device("PEVT", terms);
+}
+
 aml::Bytes virtio_device(size_t index, const VirtioMmioDeviceInfo& dev) {
   // "V000".."V999": build_acpi_tables allows at most kIoapicPins devices.
   const std::string dev_name = {'V', static_cast<char>('0' + index / 100 % 10),
@@ -45,6 +55,7 @@ aml::Bytes virtio_device(size_t index, const VirtioMmioDeviceInfo& dev) {
 std::vector<uint8_t> build_dsdt_aml(const AcpiConfig& config) {
   std::vector<aml::Bytes> devices;
   if (config.serial) devices.push_back(com1_device());
+  if (config.pvpanic) devices.push_back(pvpanic_device());
   for (size_t i = 0; i < config.devices.size(); ++i) {
     devices.push_back(virtio_device(i, config.devices[i]));
   }

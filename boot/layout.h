@@ -85,6 +85,8 @@ inline constexpr uint64_t kLapicAddr = 0xfee0'0000;
 inline constexpr uint32_t kMaxCpus = 254;
 inline constexpr uint32_t kIoapicPins = 24;  // KVM's in-kernel IOAPIC
 inline constexpr uint32_t kCom1Irq = 4;
+// QEMU's pvpanic ISA device: one port.
+inline constexpr uint16_t kPvpanicPort = 0x505;
 inline constexpr uint16_t kCom1Port = 0x3f8;
 inline constexpr uint16_t kCom1PortCount = 8;
 // virtio-mmio device n uses IRQ kVirtioIrqBase + n, up to the last IOAPIC pin. IRQs 5..23 are

@@ -169,6 +169,11 @@ std::optional<virtio::ActivateError> VirtioConsole::activate(const virtio::Activ
     }
   };
   hooks.on_queue = [this](uint16_t q) { on_queue(q); };
+  hooks.on_stop = [this] {
+    for (uint32_t id = 0; id < ports_.size(); ++id) {
+      if (id == 0 || multiport()) serve_transmit(id);
+    }
+  };
   try {
     worker_.start("console", "virtio-console", ctx, std::move(hooks));
   } catch (const std::exception& e) {
@@ -315,6 +320,8 @@ uint32_t VirtioConsole::handle_transmit(uint32_t id, const virtio::DescriptorCha
                               buf.begin() + static_cast<std::ptrdiff_t>(n));
     } else if (port.config.output) {
       port.config.output->write(std::span(buf.data(), n));
+    } else if (port.config.sink) {
+      port.config.sink(std::span<const uint8_t>(buf.data(), n));
     }
     left -= n;
   }

@@ -17,13 +17,17 @@
 //
 // Host side of a port:
 //   - an output (HostOutput: stdout, a file): guest bytes are handed to it, never blocking;
-//     the output drops what it cannot buffer (counted). Always connected.
+//     the output drops what it cannot buffer (counted). Always connected. Or a sink in the
+//     VMM (the guest's exit status port), also always connected.
 //   - a listening unix socket: one client at a time, both directions. Connected while a
 //     client is; guest output waits in the transmit queue while the socket is full (nothing
 //     is dropped), and host input is read only as fast as the guest takes it.
 //   - host input for port 0 from the main loop through ConsoleInput (stdin).
 // Host data for a port is delivered once the guest has opened it (bytes sent to a closed
 // port would be thrown away by Linux), at most kInputCapacity bytes wait per port.
+// When the device stops (the VM ends, or the driver resets it) its worker serves every
+// transmit queue once more, so that what the guest wrote just before powering off (its
+// last console lines, its exit status) is not left in the ring.
 //
 // Hostile drivers: every request completes; a chain's bytes are read up to kMaxChainBytes
 // (the rest is dropped and counted), control messages shorter than their header are
@@ -38,6 +42,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -58,6 +63,8 @@ namespace minivmm::devices {
 struct ConsolePortConfig {
   std::string name;                    // announced with PORT_NAME; empty for the console
   std::shared_ptr<HostOutput> output;  // guest output; null: discarded (unless a socket)
+  // Or guest output to the VMM itself (minivmm.exit), called on the worker thread.
+  std::function<void(std::span<const uint8_t>)> sink;
   int listen_fd = -1;                  // a listening unix socket, owned by the device
   std::string socket_path;             // removed when the device is destroyed
   bool host_input = false;             // enqueue_input() feeds this port (port 0 only)

@@ -55,7 +55,11 @@ void VirtioWorker::run(std::promise<void>& started) {
     spdlog::error("{}: worker failed: {}", name_, e.what());
     ctx_->interrupt.set_needs_reset();
   }
-  if (hooks_.on_stop) hooks_.on_stop();
+  try {
+    if (hooks_.on_stop) hooks_.on_stop();
+  } catch (const std::exception& e) {
+    spdlog::error("{}: worker failed while stopping: {}", name_, e.what());
+  }
 }
 
 void VirtioWorker::stop() {

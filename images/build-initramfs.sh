@@ -5,10 +5,11 @@
 #   /bin/busybox (+ applet links)   from busybox-static
 #   /init                           images/init.sh
 #   /scenarios/*                    images/scenarios/*
+#   /bin/outb-exit                  images/helpers/outb-exit.c, built static here (cc)
 #   /lib/modules/<kver>/...         the modules below and their dependencies
 #   /lib/modules/load.list          load order (dependencies first, from modules.dep)
 #
-# Default modules: virtio_mmio virtio_blk ext4 virtio_rng virtio_console
+# Default modules: virtio_mmio virtio_blk ext4 virtio_rng virtio_console pvpanic-mmio
 # (built-in ones, e.g. ext4 in the cloud kernel, are skipped automatically).
 #
 # Output (path printed on stdout):
@@ -19,7 +20,7 @@ set -euo pipefail
 # shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
-modules="virtio_mmio virtio_blk ext4 virtio_rng virtio_console"
+modules="virtio_mmio virtio_blk ext4 virtio_rng virtio_console pvpanic-mmio"
 out=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -33,11 +34,12 @@ done
 
 need cpio cpio
 need gzip gzip
+need cc build-essential
 bb="$(busybox_path)"
 load_kernel cloud
 
 here="$MINIVMM_IMAGES_DIR"
-inputs=("$here/build-initramfs.sh" "$here/lib/common.sh" "$here/init.sh")
+inputs=("$here/build-initramfs.sh" "$here/lib/common.sh" "$here/init.sh" "$here/helpers/outb-exit.c")
 key="$({
   echo "$KERNEL_PKG $KERNEL_PKG_VERSION"
   echo "modules: $modules"
@@ -58,6 +60,8 @@ else
   install_busybox "$stage"
   mkdir -p "$stage"/{dev,proc,sys,tmp,root,mnt,etc} "$stage/lib/modules/$KERNEL_VERSION"
   install -m 0755 "$here/init.sh" "$stage/init"
+  cc -static -Os -Wall -Werror -o "$stage/bin/outb-exit" "$here/helpers/outb-exit.c" ||
+    die "cannot build the static helper outb-exit (cc -static: libc6-dev has libc.a)"
   cp -r "$here/scenarios" "$stage/scenarios"
   chmod 0755 "$stage"/scenarios/*
   mod_closure "$KERNEL_ROOT" "$KERNEL_VERSION" $modules >"$stage/lib/modules/load.list"

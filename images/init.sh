@@ -8,7 +8,9 @@
 # 3. runs /scenarios/$NAME for minivmm.scenario=NAME on the kernel command line
 #    (default: smoke)
 # 4. prints machine-readable lines "MINIVMM-RESULT key=value" on the console
-# 5. powers off (poweroff -f), or reboots (reboot -f) with minivmm.exit=reboot
+# 5. reports the scenario's status through the minivmm.exit port (minivmm's exit status:
+#    0 pass, 1 fail, or what the scenario wrote to /tmp/minivmm-status), then powers off
+#    (poweroff -f), or reboots (reboot -f) with minivmm.exit=reboot
 #
 # Other command-line options:
 #   minivmm.exit=poweroff|reboot|shell   how to end (shell: drop to a busybox sh)
@@ -20,8 +22,18 @@ umask 022
 
 result() { echo "MINIVMM-RESULT $*"; }
 
+# report_status N: the guest's result for minivmm's exit status, through the minivmm.exit
+# virtio-console port (absent under other VMMs, or with --exit-port off: then nothing).
+report_status() {
+  [ -e /dev/virtio-ports/minivmm.exit ] && echo "$1" >/dev/virtio-ports/minivmm.exit
+}
+
 finish() {
   sync
+  # The scenario's own status (0 pass, 1 fail), unless it chose one (/tmp/minivmm-status).
+  status="${rc:-1}"
+  [ -s /tmp/minivmm-status ] && status="$(cat /tmp/minivmm-status)"
+  [ "$MINIVMM_EXIT" = shell ] || report_status "$status"
   case "$MINIVMM_EXIT" in
     reboot) result "exit=reboot"; reboot -f ;;
     shell)

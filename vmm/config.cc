@@ -312,6 +312,18 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
                  "(v << 1) | 1, at 0x501 by default; off")
       ->type_name("MODE")
       ->default_str("minivmm");
+  app.add_option("--exit-port", config.exit_port,
+                 "virtio-console port minivmm.exit: a status 0-255 the guest writes there in "
+                 "decimal before it powers off or reboots is minivmm's exit status")
+      ->type_name("on|off")
+      ->default_str("on")
+      ->transform(CLI::IsMember(std::map<std::string, bool>{{"on", true}, {"off", false}}));
+  app.add_option("--pvpanic", config.pvpanic,
+                 "pvpanic device (port 0x505, ACPI QEMU0001; Linux's pvpanic-mmio): a guest "
+                 "panic ends the VM at once with status 5")
+      ->type_name("on|off")
+      ->default_str("on")
+      ->transform(CLI::IsMember(std::map<std::string, bool>{{"on", true}, {"off", false}}));
   app.add_option("--timeout", timeout_s,
                  "Stop the VM after this many seconds of wall-clock time and exit 124")
       ->type_name("SECONDS")
@@ -340,10 +352,11 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       port_help() +
       "\n"
       "Exit status: 0 guest powered off or rebooted, 1 VMM or host error, 2 bad usage,\n"
-      "3 guest crashed (triple fault), 4 host KVM cannot run the guest, 124 --timeout passed,\n"
-      "130/143 stopped by SIGINT/SIGTERM; or the status the guest wrote to the exit port.\n"
-      "Reasons in --status-file: poweroff reboot guest-exit crash unrunnable error usage\n"
-      "timeout signal.");
+      "3 guest crashed (triple fault), 4 host KVM cannot run the guest, 5 guest panicked,\n"
+      "124 --timeout passed, "
+"130/143 stopped by SIGINT/SIGTERM; or the status the guest reported\n"
+      "(exit port 0xf4, virtio-console port minivmm.exit). Reasons in --status-file: poweroff\n"
+      "reboot guest-exit crash panic unrunnable error usage timeout signal.");
 
   try {
     app.parse(argc, argv);
@@ -373,14 +386,19 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
   auto con = parse_console(console);
   if (!con) return ParseExit{2, con.error().message};
   config.console = *con;
-  if (ports.size() > devices::VirtioConsole::kMaxNamedPorts) {
+  if (ports.size() + 1 > devices::VirtioConsole::kMaxNamedPorts) {
     return ParseExit{2, "--port: at most " +
-                            std::to_string(devices::VirtioConsole::kMaxNamedPorts) +
-                            " named ports, " + std::to_string(ports.size()) + " given"};
+                            std::to_string(devices::VirtioConsole::kMaxNamedPorts - 1) +
+                            " named ports (one more is minivmm.exit), " +
+                            std::to_string(ports.size()) + " given"};
   }
   for (const std::string& spec : ports) {
     auto port = parse_port(spec);
     if (!port) return ParseExit{2, port.error().message};
+    if (port->name == kExitPortName) {
+      return ParseExit{2, std::string("--port: name=") + kExitPortName +
+                              " is minivmm's own exit port (--exit-port)"};
+    }
     for (const PortConfig& other : config.ports) {
       if (other.name == port->name) {
         return ParseExit{2, "--port: name=" + port->name + " is given more than once"};

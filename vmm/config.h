@@ -50,6 +50,8 @@ struct DebugExitConfig {
 };
 
 inline constexpr uint32_t kMaxTimeoutSeconds = 7 * 24 * 3600;
+// The virtio-console port a Linux guest writes its status to (--exit-port).
+inline constexpr const char* kExitPortName = "minivmm.exit";
 
 struct VmConfig {
   std::string kernel;
@@ -61,6 +63,8 @@ struct VmConfig {
   SerialConfig serial;
   std::optional<SerialConfig> console;  // virtio-console port 0 (hvc0); nullopt: --console off
   std::vector<PortConfig> ports;        // virtio-console named ports, ids 1..N
+  bool exit_port = true;                // the minivmm.exit port for the guest's status
+  bool pvpanic = true;                  // QEMU's pvpanic device at 0x505 (--pvpanic)
   bool acpi = true;
   bool rng = true;  // virtio-rng (--rng on|off)
   DebugExitConfig debug_exit;

@@ -11,6 +11,7 @@ enum ExitStatus : int {
   kExitGuestCrashed = 3,     // the guest triple-faulted (KVM_EXIT_SHUTDOWN) or reported a crash
   kExitGuestUnrunnable = 4,  // the host KVM could not run the guest (emulation failure,
                              // internal error, failed VM entry)
+  kExitGuestPanicked = 5,    // the guest's kernel panicked (pvpanic)
   kExitTimeout = 124,        // --timeout passed (as coreutils timeout)
   // Stopped by SIGINT / SIGTERM: 128 + the signal number (130 / 143), as shells report.
   kExitSignalBase = 128,

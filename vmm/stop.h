@@ -29,6 +29,7 @@ enum class StopReason : uint8_t {
   kSignal,      // SIGINT / SIGTERM
   kGuestExit,   // the guest reported a status (the exit port)
   kTimeout,     // --timeout passed
+  kPanic,       // the guest's kernel panicked (pvpanic)
 };
 
 class StopControl {

@@ -21,6 +21,7 @@
 #include "boot/layout.h"
 #include "boot/linux_boot.h"
 #include "vmm/cpuid.h"
+#include "vmm/suboptions.h"
 #include "vmm/exit_status.h"
 
 namespace minivmm::vmm {
@@ -109,12 +110,17 @@ void Vm::read_images(const VmConfig& config) {
 
 void Vm::create_virtio_devices(const VmConfig& config) {
   // Every device takes a window; disks first, so that they are vda, vdb, ... in order.
-  const bool console = config.console || !config.ports.empty();
+  const bool console = config.console || !config.ports.empty() || config.exit_port;
   const size_t wanted = config.disks.size() + (config.rng ? 1 : 0) + (console ? 1 : 0);
   if (wanted > boot::kMaxVirtioMmioDevices) {
     std::string others;
     if (config.rng) others += ", the rng (--rng off leaves it out)";
-    if (console) others += ", the console (--console and --port)";
+    if (console) {
+      others += ", the console (";
+      others += config.console || !config.ports.empty()
+                    ? "for --console and --port)"
+                    : "for the exit port, which --exit-port off leaves out)";
+    }
     throw VmError("at most " + std::to_string(boot::kMaxVirtioMmioDevices) +
                       " virtio devices fit in the virtio-mmio windows, disks and others "
                       "together; this VM asks for " + std::to_string(wanted) + " (" +
@@ -173,6 +179,16 @@ void Vm::create_console(const VmConfig& config) {
       }
       port.socket_path = p.socket;
     }
+    named.push_back(std::move(port));
+  }
+  if (config.exit_port) {
+    devices::ConsolePortConfig port;
+    port.name = kExitPortName;
+    port.sink = [this](std::span<const uint8_t> bytes) {
+      std::lock_guard lock(exit_text_mutex_);
+      exit_text_.append(bytes.begin(), bytes.end());
+      if (exit_text_.size() > kExitTextMax) exit_text_.erase(0, exit_text_.size() - kExitTextMax);
+    };
     named.push_back(std::move(port));
   }
   std::shared_ptr<devices::VirtioConsole> console;
@@ -285,6 +301,7 @@ void Vm::setup_memory_and_boot(const VmConfig& config) {
   boot_config.acpi = config.acpi;
   boot_config.acpi_config.num_cpus = config.cpus;
   boot_config.acpi_config.devices = slots;
+  boot_config.acpi_config.pvpanic = config.pvpanic;
   auto info = boot::setup_linux_boot(ram_->low(), boot_config);
   if (!info) throw VmError(info.error(), kExitVmmError);
   boot_info_ = *info;
@@ -326,6 +343,19 @@ void Vm::setup_legacy_devices(const VmConfig& config, std::chrono::steady_clock:
   auto acpi_pm = std::make_shared<AcpiPowerControl>(
       [this] { stop_.request(StopReason::kPowerOff, "the guest powered off (ACPI S5)"); });
   pio_bus_.insert(AcpiPowerControl::kBase, AcpiPowerControl::kLength, acpi_pm);
+
+  if (config.pvpanic) {
+    pio_bus_.insert(boot::kPvpanicPort, 1,
+                    std::make_shared<devices::PvPanic>(
+                        [this] {
+                          stop_.request(StopReason::kPanic,
+                                        "the guest's kernel panicked (pvpanic)");
+                        },
+                        [] {
+                          spdlog::info("the guest panicked; its crash kernel takes over "
+                                       "(pvpanic CRASH_LOADED)");
+                        }));
+  }
 
   if (const DebugExitConfig& dx = config.debug_exit; dx.enabled) {
     const bool qemu = dx.formula == devices::DebugExit::Formula::kQemu;
@@ -394,43 +424,16 @@ int Vm::run(int signal_fd) {
   // The guest's last lines reach the host before we say why it stopped; a reader that takes
   // nothing for half a second is not waited for.
   for (auto& out : outputs_) out->drain(std::chrono::milliseconds(500));
-  const StopReason reason = stop_.reason();
-  const std::string message = stop_.message();
-  switch (reason) {
-    case StopReason::kPowerOff:
-    case StopReason::kReboot:
-    case StopReason::kSignal:
-      spdlog::info("{}", message);
-      break;
-    case StopReason::kGuestExit:
-      // A failing guest test says so on stderr; a passing one stays quiet.
-      if (stop_.value() == 0) {
-        spdlog::info("{}", message);
-      } else {
-        spdlog::warn("{}", message);
-      }
-      break;
-    default:
-      spdlog::error("{}", message);
-      break;
+  outcome_ = decide_outcome();
+  if (outcome_.reason == "poweroff" || outcome_.reason == "reboot" ||
+      outcome_.reason == "signal" || (outcome_.reason == "guest-exit" && outcome_.status == 0)) {
+    spdlog::info("{}", outcome_.message);
+  } else if (outcome_.reason == "guest-exit") {
+    spdlog::warn("{}", outcome_.message);  // a failing guest test says so on stderr
+  } else {
+    spdlog::error("{}", outcome_.message);
   }
-  return exit_status();
-}
-
-Vm::Outcome Vm::outcome() const {
-  const char* reason = "error";
-  switch (stop_.reason()) {
-    case StopReason::kPowerOff: reason = "poweroff"; break;
-    case StopReason::kReboot: reason = "reboot"; break;
-    case StopReason::kCrash: reason = "crash"; break;
-    case StopReason::kUnrunnable: reason = "unrunnable"; break;
-    case StopReason::kSignal: reason = "signal"; break;
-    case StopReason::kGuestExit: reason = "guest-exit"; break;
-    case StopReason::kTimeout: reason = "timeout"; break;
-    case StopReason::kNone:
-    case StopReason::kError: break;
-  }
-  return Outcome{exit_status(), reason, stop_.message()};
+  return outcome_.status;
 }
 
 // The main thread's loop: the stop request, the signalfd (SIGINT, SIGTERM, SIGWINCH), stdin
@@ -582,26 +585,58 @@ void Vm::detach_virtio_devices() {
   }
 }
 
-int Vm::exit_status() const {
-  switch (stop_.reason()) {
+// The guest's status through minivmm.exit: "N" (0-255, decimal, surrounding blanks and a
+// newline allowed); nullopt, with a warning, for anything else.
+std::optional<int> Vm::reported_status() const {
+  std::string text;
+  {
+    std::lock_guard lock(exit_text_mutex_);
+    text = exit_text_;
+  }
+  if (text.empty()) return std::nullopt;
+  const size_t first = text.find_first_not_of(" \t\r\n");
+  const size_t last = text.find_last_not_of(" \t\r\n");
+  const std::string word = first == std::string::npos ? "" : text.substr(first, last - first + 1);
+  const std::optional<uint64_t> n = parse_u64(word);
+  if (!n || *n > 255) {
+    spdlog::warn("minivmm.exit: the guest wrote '{}', not a status 0-255; ignored",
+                 word.substr(0, 32));
+    return std::nullopt;
+  }
+  return static_cast<int>(*n);
+}
+
+Vm::Outcome Vm::decide_outcome() const {
+  const StopReason reason = stop_.reason();
+  const std::string message = stop_.message();
+  switch (reason) {
     case StopReason::kPowerOff:
     case StopReason::kReboot:
-      return kExitGuestStopped;
+      // A status written to minivmm.exit before the power-off or reboot is the result.
+      if (const std::optional<int> status = reported_status()) {
+        return Outcome{*status, "guest-exit",
+                       "the guest reported status " + std::to_string(*status) +
+                           " through minivmm.exit (" + message + ")"};
+      }
+      return Outcome{kExitGuestStopped, reason == StopReason::kPowerOff ? "poweroff" : "reboot",
+                     message};
     case StopReason::kCrash:
-      return kExitGuestCrashed;
+      return Outcome{kExitGuestCrashed, "crash", message};
     case StopReason::kUnrunnable:
-      return kExitGuestUnrunnable;
+      return Outcome{kExitGuestUnrunnable, "unrunnable", message};
     case StopReason::kSignal:
-      return kExitSignalBase + stop_.value();
+      return Outcome{kExitSignalBase + stop_.value(), "signal", message};
     case StopReason::kGuestExit:
-      return stop_.value();
+      return Outcome{stop_.value(), "guest-exit", message};
     case StopReason::kTimeout:
-      return kExitTimeout;
+      return Outcome{kExitTimeout, "timeout", message};
+    case StopReason::kPanic:
+      return Outcome{kExitGuestPanicked, "panic", message};
     case StopReason::kNone:
     case StopReason::kError:
       break;
   }
-  return kExitVmmError;
+  return Outcome{kExitVmmError, "error", message};
 }
 
 }  // namespace minivmm::vmm

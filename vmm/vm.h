@@ -23,6 +23,7 @@
 
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -35,6 +36,7 @@
 #include "devices/host_output.h"
 #include "devices/i8042.h"
 #include "devices/pci_host.h"
+#include "devices/pvpanic.h"
 #include "devices/serial.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
@@ -47,6 +49,7 @@
 #include "vmm/fd.h"
 #include "vmm/irq.h"
 #include "vmm/kvm.h"
+#include "vmm/exit_status.h"
 #include "vmm/memory.h"
 #include "vmm/stop.h"
 #include "vmm/vcpu.h"
@@ -81,7 +84,7 @@ class Vm {
     std::string reason;
     std::string message;
   };
-  Outcome outcome() const;
+  const Outcome& outcome() const { return outcome_; }
 
  private:
   // One virtio device in its virtio-mmio window.
@@ -112,10 +115,17 @@ class Vm {
   void update_console_size();
   void stop_vcpus();
   void detach_virtio_devices();
-  int exit_status() const;
+  Outcome decide_outcome() const;
+  std::optional<int> reported_status() const;
 
   std::chrono::steady_clock::time_point start_;  // process start, for start-up logs
   std::optional<uint32_t> timeout_s_;
+  Outcome outcome_{kExitVmmError, "error", "the VM did not run"};
+  // What the guest wrote to minivmm.exit (its last kExitTextMax bytes), from the console's
+  // worker.
+  static constexpr size_t kExitTextMax = 64;
+  mutable std::mutex exit_text_mutex_;
+  std::string exit_text_;
   StopControl stop_;
   std::optional<Kvm> kvm_;
   std::optional<VmFd> vm_;

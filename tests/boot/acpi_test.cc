@@ -175,6 +175,15 @@ TEST_CASE("DSDT contains COM1, the virtio devices and _S5_", "[boot][acpi]") {
   AcpiConfig no_serial = sample_config(1, 0);
   no_serial.serial = false;
   CHECK_FALSE(contains(build_dsdt(no_serial), bytes("COM1")));
+  // pvpanic: \_SB_.PEVT, _HID "QEMU0001", IO(Decode16, 0x505, 0x505, 1, 1).
+  CHECK_FALSE(contains(dsdt, bytes("QEMU0001")));
+  AcpiConfig pvpanic = sample_config(1, 0);
+  pvpanic.pvpanic = true;
+  const auto with = build_dsdt(pvpanic);
+  CHECK(contains(with, bytes("PEVT")));
+  CHECK(contains(with, bytes("QEMU0001")));
+  CHECK(contains(with, {0x47, 0x01, 0x05, 0x05, 0x05, 0x05, 0x01, 0x01}));
+  CHECK(sum(with.data(), with.size()) == 0);
 }
 
 TEST_CASE("bad ACPI configs are rejected", "[boot][acpi]") {

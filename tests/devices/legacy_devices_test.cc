@@ -6,9 +6,11 @@
 #include <string>
 #include <vector>
 
+#include "devices/debug_exit.h"
 #include "devices/debug_port.h"
 #include "devices/i8042.h"
 #include "devices/pci_host.h"
+#include "devices/pvpanic.h"
 #include "devices/serial.h"
 
 using minivmm::devices::DebugPort;
@@ -248,4 +250,57 @@ TEST_CASE("pci host bridge: byte and word data reads, read-only header, latch bi
   wr(pci, 0, 0x00);
   CHECK(rd32(pci, 0) == PciHostBridge::kAddressWritable);
   CHECK(rd(pci, 1) == 0xff);
+}
+
+TEST_CASE("exit port: 1-, 2- and 4-byte writes give the status, in both formulas") {
+  using minivmm::devices::DebugExit;
+  std::vector<std::pair<uint8_t, uint32_t>> seen;
+  auto record = [&](uint8_t status, uint32_t value) { seen.emplace_back(status, value); };
+  DebugExit mine(DebugExit::Formula::kMinivmm, record);
+  const uint8_t one[1] = {7};
+  const uint8_t two[2] = {0x03, 0x01};
+  const uint8_t four[4] = {0xff, 0x01, 0, 0};
+  mine.write(0, one);
+  mine.write(0, two);
+  mine.write(0, four);
+  REQUIRE(seen.size() == 3);
+  CHECK(seen[0] == std::pair<uint8_t, uint32_t>{7, 7});
+  CHECK(seen[1] == std::pair<uint8_t, uint32_t>{3, 0x103});
+  CHECK(seen[2] == std::pair<uint8_t, uint32_t>{0xff, 0x1ff});
+  // Other offsets and widths are not exit requests.
+  const uint8_t three[3] = {1, 2, 3};
+  mine.write(1, one);
+  mine.write(0, three);
+  CHECK(seen.size() == 3);
+  uint8_t r[2] = {0, 0};
+  mine.read(0, r);
+  CHECK(r[0] == 0xff);
+  seen.clear();
+  DebugExit qemu(DebugExit::Formula::kQemu, record);
+  const uint8_t zero[1] = {0};
+  qemu.write(0, zero);
+  qemu.write(0, two);
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].first == 1);  // QEMU: (0 << 1) | 1, 0 is unreachable
+  CHECK(seen[1].first == 7);  // (0x103 << 1 | 1) & 0xff
+}
+
+TEST_CASE("pvpanic: reads the supported events; PANICKED stops, CRASH_LOADED does not") {
+  using minivmm::devices::PvPanic;
+  int panics = 0, crash_loaded = 0;
+  PvPanic dev([&] { ++panics; }, [&] { ++crash_loaded; });
+  uint8_t r[1] = {0};
+  dev.read(0, r);
+  CHECK(r[0] == (PvPanic::kPanicked | PvPanic::kCrashLoaded));
+  const uint8_t crash[1] = {PvPanic::kCrashLoaded};
+  dev.write(0, crash);
+  CHECK(crash_loaded == 1);
+  CHECK(panics == 0);
+  const uint8_t panicked[1] = {PvPanic::kPanicked};
+  dev.write(0, panicked);
+  CHECK(panics == 1);
+  const uint8_t unknown[1] = {0x80};
+  dev.write(0, unknown);
+  CHECK(panics == 1);
+  CHECK(crash_loaded == 1);
 }

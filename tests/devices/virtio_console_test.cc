@@ -470,6 +470,32 @@ TEST_CASE("console: hostile transmit buffers and reset") {
   CHECK(again.messages(2).size() == 2);
 }
 
+TEST_CASE("console: what the guest wrote just before the stop still reaches the host") {
+  PipeOutput out;
+  std::string captured;
+  ConsolePortConfig exit_port;
+  exit_port.name = "minivmm.exit";
+  exit_port.sink = [&](std::span<const uint8_t> b) { captured.append(b.begin(), b.end()); };
+  VirtioConsole dev(output_port("", out.output), {exit_port});
+  ConsoleDriver drv(dev);
+  drv.activate();
+  drv.handshake(2);
+  auto ms = drv.messages(5);
+  CHECK(has(ms, 1, VirtioConsole::kPortOpen, 1));  // a sink is always connected
+  // Made available, but the notification never reaches the worker before the stop (the
+  // guest powered off right after): the stop serves the transmit queues once more.
+  const std::string last = "last line\n";
+  const uint64_t a = drv.alloc(64);
+  std::memcpy(drv.guest_.host(a), last.data(), last.size());
+  drv.driver(1).add_chain({{a, static_cast<uint32_t>(last.size()), false}});
+  const uint64_t b = drv.alloc(64);
+  std::memcpy(drv.guest_.host(b), "7\n", 2);
+  drv.driver(5).add_chain({{b, 2, false}});
+  dev.reset();
+  CHECK(out.read_all() == last);
+  CHECK(captured == "7\n");
+}
+
 TEST_CASE("console: bad port names and too many ports are refused") {
   CHECK_THROWS_AS(VirtioConsole(std::nullopt, {output_port("", nullptr)}), std::invalid_argument);
   CHECK_THROWS_AS(VirtioConsole(std::nullopt, {output_port("a/b", nullptr)}),

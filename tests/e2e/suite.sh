@@ -185,7 +185,7 @@ if selected boot || selected disk || selected rng; then
     expect_status 0
     expect_res modules ok
     expect_res disks vda
-    expect_res acpi_virtio_mmio 2  # the disk and the rng
+    expect_res acpi_virtio_mmio 3  # the disk, the rng, the console (minivmm.exit)
     expect_res vda.size_sectors "$(sectors "$run/root.img")"
     expect_res vda.serial e2e-root
     expect_res vda.ro 0
@@ -202,7 +202,7 @@ if selected boot || selected disk || selected rng; then
     expect_res rng.read_bytes 65536
     nz="$(res rng.nonzero)"  # random bytes: about 1 in 256 is zero
     [[ $nz =~ ^[0-9]+$ ]] && ((nz > 64000)) || fail "only ${nz:-<none>} of 65536 bytes from /dev/hwrng were not zero"
-    expect_res acpi_virtio_mmio 2  # the disk and the rng
+    expect_res acpi_virtio_mmio 3  # the disk, the rng, the console (minivmm.exit)
     end
   fi
 fi
@@ -251,7 +251,7 @@ if selected readonly || selected rng-off; then
   if selected rng-off; then
     begin rng-off
     expect_status 0
-    expect_res acpi_virtio_mmio 1  # the disk alone
+    expect_res acpi_virtio_mmio 2  # the disk and the console (minivmm.exit)
     expect_res rng.current none
     expect_res rng.read_bytes 0
     end
@@ -272,7 +272,7 @@ if selected multi; then
     --cmdline "$(cmdline info,fsverify:vda,discard:vdc:1024:1024,parallel:vdb:1024:$plen:par)"
   expect_status 0
   expect_res disks vda,vdb,vdc
-  expect_res acpi_virtio_mmio 4  # three disks and the rng
+  expect_res acpi_virtio_mmio 5  # three disks, the rng and the console
   expect_res vda.serial e2e-root
   expect_res vdb.serial e2e-parallel
   expect_res vdc.serial e2e-discard
@@ -302,17 +302,50 @@ if selected reboot; then
   end
 fi
 if selected panic; then
-  # panic=-1: Linux reboots at once after a panic; with reboot=k that is the i8042
-  # reset, which minivmm treats as a reboot: exit status 0 (not 3, which is a
-  # triple fault). Documented in tests/e2e/README.md.
-  begin guest-panic-exit-0
-  new_disk "$run/panic.img"
-  boot panic --kernel "$kernel" --initrd "$initrd" --cpus 2 --memory 512M \
-    --disk "path=$run/panic.img,serial=e2e-panic" --cmdline "$(cmdline panic sysrq_always_enabled)"
-  expect_status 0
-  expect_res panic triggering
-  expect_grep "kernel panic message" "Kernel panic - not syncing"
-  grep -aq "panic=survived" "$cur_log" && fail "the guest survived the sysrq crash"
+  # pvpanic (on by default; the initramfs loads pvpanic-mmio): a panic ends the VM at once
+  # with status 5, whether Linux would reboot (panic=-1, in the base command line) or wait
+  # for ever (panic=0), and the panic message reaches the console first.
+  for how in reboot wait; do
+    begin "guest-panic-pvpanic-$how"
+    new_disk "$run/panic.img"
+    extra="sysrq_always_enabled"
+    [[ $how == wait ]] && extra+=" panic=0"
+    boot "panic-$how" --kernel "$kernel" --initrd "$initrd" --cpus 2 --memory 512M \
+      --status-file "$run/panic-$how.status" \
+      --disk "path=$run/panic.img,serial=e2e-panic" --cmdline "$(cmdline panic "$extra")"
+    expect_status 5
+    expect_res panic triggering
+    expect_grep "kernel panic message" "Kernel panic - not syncing"
+    grep -aq "panic=survived" "$cur_log" && fail "the guest survived the sysrq crash"
+    expect "status file" "5 panic" "$(cut -d' ' -f1-2 "$run/panic-$how.status" 2>&1)"
+    end
+  done
+fi
+
+# --- 6b: the guest's own status, through minivmm.exit and through port 0xf4 ---------
+if selected exit; then
+  begin guest-exit-status
+  for code in 0 1 7 255; do
+    for via in port outb; do
+      if [[ $via == port ]]; then op="info,status:$code"; else op="outb:$code"; fi
+      boot "exit-$via-$code" --kernel "$kernel" --initrd "$initrd" --cpus 1 --memory 256M \
+        --status-file "$run/exit-$via-$code.status" --cmdline "$(cmdline "$op" minivmm.wait=0)"
+      expect "exit status, $code through $via" "$code" "$status"
+      expect "status file, $code through $via" "$code guest-exit" \
+        "$(cut -d' ' -f1-2 "$run/exit-$via-$code.status" 2>&1)"
+    done
+  done
+  end
+fi
+if selected timeout; then
+  # A guest that hangs: --timeout 5 stops it, 124, within 7 s of the start.
+  begin guest-hang-timeout
+  boot hang --kernel "$kernel" --initrd "$initrd" --cpus 1 --memory 256M --timeout 5 \
+    --status-file "$run/hang.status" --cmdline "$(cmdline hang minivmm.wait=0)"
+  expect_status 124
+  expect_res hang sleeping
+  awk -v s="$boot_s" 'BEGIN { exit !(s >= 5 && s < 7) }' || fail "stopped after ${boot_s}s, not within 5-7 s"
+  expect "status file" "124 timeout" "$(cut -d' ' -f1-2 "$run/hang.status" 2>&1)"
   end
 fi
 
@@ -334,7 +367,7 @@ if selected minimal; then
     expect_res disks vda
     expect_res vda.serial e2e-minimal
     expect_res acpi_virtio_mmio 0  # found through virtio_mmio.device=, not ACPI
-    expect_res platform_virtio_mmio 2  # the disk and the rng
+    expect_res platform_virtio_mmio 3  # the disk, the rng and the console
     expect_res vda.size_sectors "$(sectors "$run/minimal.img")"
     expect_res fs-verify.manifest ok
     expect_res status pass

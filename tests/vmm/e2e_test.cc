@@ -167,10 +167,12 @@ TEST_CASE("the test guest boots, reads the disk's virtio-mmio registers and rese
   INFO("stdout:\n" << r.out << "stderr:\n" << r.err);
   CHECK(r.status == 0);
   CHECK_THAT(r.out, Catch::Contains("minivmm-test-guest: hello\n"));
-  // The disk takes the first window; virtio-rng (on by default) the next.
+  // The disk takes the first window; virtio-rng and the console (for minivmm.exit), both on
+  // by default, the next two.
   CHECK_THAT(r.out, Catch::Contains("cmdline: console=ttyS0 reboot=k panic=-1 "
                                     "virtio_mmio.device=4K@0xd0000000:5 "
-                                    "virtio_mmio.device=4K@0xd0001000:6\n"));
+                                    "virtio_mmio.device=4K@0xd0001000:6 "
+                                    "virtio_mmio.device=4K@0xd0002000:7\n"));
   CHECK_THAT(r.out, Catch::Contains("virtio-mmio at 0x00000000d0000000 magic=0x74726976 "
                                     "version=0x00000002 device-id=0x00000002 "
                                     "capacity=0x0000000000000800\n"));
@@ -467,7 +469,7 @@ TEST_CASE("bad usage exits 2 with one line and --help exits 0") {
   CHECK(count_lines(r.err) == 1);
   CHECK_THAT(r.err, Catch::Contains("given more than once"));
   // 19 virtio-mmio windows for every device together: 19 disks fit only without the rng.
-  std::vector<std::string> args{"--kernel", kGuest};
+  std::vector<std::string> args{"--kernel", kGuest, "--exit-port", "off"};
   for (int i = 0; i < 19; ++i) {
     args.push_back("--disk");
     args.push_back("path=" + dir.make_file("d" + std::to_string(i) + ".img", 1 << 20));
@@ -482,7 +484,14 @@ TEST_CASE("bad usage exits 2 with one line and --help exits 0") {
   with_console.insert(with_console.end(), {"--rng", "off", "--console", "null"});
   r = run_minivmm(with_console);
   CHECK(r.status == 2);
-  CHECK_THAT(r.err, Catch::Contains("(19 disks, the console (--console and --port))"));
+  CHECK_THAT(r.err, Catch::Contains("(19 disks, the console (for --console and --port))"));
+  // By default the console is there for the exit port.
+  std::vector<std::string> defaults{"--kernel", kGuest, "--rng", "off"};
+  defaults.insert(defaults.end(), args.begin() + 4, args.end());  // the 19 disks
+  r = run_minivmm(defaults);
+  CHECK(r.status == 2);
+  CHECK_THAT(r.err,
+             Catch::Contains("the console (for the exit port, which --exit-port off leaves out)"));
   args.push_back("--disk");
   args.push_back("path=" + dir.make_file("d19.img", 1 << 20));
   args.push_back("--rng");
