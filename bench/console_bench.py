@@ -13,16 +13,16 @@ own timing (guest /proc/uptime) on the kernel console. Runs where /dev/kvm boots
 (directly or inside the nested KVM host: bench/console.sh).
 
 The VMM's stdout is a pipe (1 MiB, F_SETPIPE_SZ) that this process drains in 1 MiB reads and
-counts; the stream carries only the flooded console: for hvc0 rows the UART (kernel console,
-the scenario's result line) goes to a file, for ttyS0 rows the result line follows the flood
-on the same stream.
+counts. The flooded tty is the kernel's console (console=hvc0 / console=ttyS0), so init's
+lines and the scenario's result come on the same stream, before BEGIN and after END; the
+other one goes to a file (read after the run).
   minivmm hvc0:   --console stdio --serial file=F     QEMU: -device virtio-serial-device
                                                             -chardev stdio,id=c0
                                                             -device virtconsole,chardev=c0
                                                             -serial file:F
   minivmm ttyS0:  --serial stdio                      QEMU: -serial stdio (microvm isa-serial)
-Both get the same kernel, initramfs, command line (console=ttyS0 ... reboot=k / reboot=t),
-vCPUs and 512 MiB, no disk.
+Both get the same kernel, initramfs, command line (console=TTY panic=-1 quiet ... reboot=k /
+reboot=t: microvm has no i8042), vCPUs and 512 MiB, no disk.
 
 Figures per run (TSV): bytes, what the guest wrote; received, the bytes between the
 markers (fewer when the VMM dropped some); host_mbps, bytes from the BEGIN line's arrival to the N-th flood
@@ -35,7 +35,8 @@ virtio_irqs / serial_irqs, the guest's interrupts
 from virtio devices / ttyS0 during the flood (/proc/interrupts; -1 if not reported);
 run_cpu_s, the VMM's whole-run CPU (wait4 rusage); status, the scenario's verdict; rc, the
 VMM's exit status; ok, 1 when exactly N bytes arrived
-between the markers and the first MiB matched the pattern. Figures, not pass/fail.
+between the markers and every one was the pattern's; problem, why not (or -). Only ok runs
+count in bench/report.py. Figures, not pass/fail.
 """
 import argparse
 import fcntl
@@ -47,7 +48,7 @@ import sys
 import tempfile
 import time
 
-BASE_APPEND = "console=ttyS0 panic=-1 quiet initcall_blacklist=cmos_init minivmm.wait=0"
+BASE_APPEND = "panic=-1 quiet initcall_blacklist=cmos_init minivmm.wait=0"
 BEGIN = re.compile(rb"MINIVMM-FLOOD-BEGIN bytes=(\d+)\r?\n")
 END = b"\nMINIVMM-FLOOD-END\n"
 ROWS = ["minivmm-hvc0", "minivmm-ttyS0", "qemu-hvc0", "qemu-ttyS0"]
@@ -66,7 +67,7 @@ def expected_mib():
 
 
 def append(tty, size, vmm):
-    return (f"{BASE_APPEND} minivmm.scenario=console-flood minivmm.arg={tty}:{size} "
+    return (f"console={tty} {BASE_APPEND} minivmm.scenario=console-flood minivmm.arg={tty}:{size} "
             f"{'reboot=k' if vmm == 'minivmm' else 'reboot=t'}")
 
 
@@ -169,6 +170,23 @@ def run(cmd, timeout):
             "run_cpu_s": ru.ru_utime + ru.ru_stime}
 
 
+def first_mismatch(flood, pattern):
+    """Index of the first byte of flood that is not the pattern (repeated every MiB), or None."""
+    step = len(pattern)
+    for off in range(0, len(flood), step):
+        block = flood[off:off + step]
+        if block != pattern[:len(block)]:
+            lo, hi = 0, len(block)  # block[:lo] matches, block[:hi] does not
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if block[:mid] == pattern[:mid]:
+                    lo = mid
+                else:
+                    hi = mid
+            return off + lo
+    return None
+
+
 def measure(a, row, pattern):
     with tempfile.TemporaryDirectory() as d:
         serial_file = os.path.join(d, "serial.log")
@@ -188,10 +206,12 @@ def measure(a, row, pattern):
                "guest_ms_per_mib": nan, "sched_ms_per_mib": nan, "flood_s": nan,
                "run_cpu_s": m["run_cpu_s"], "wall_s": m["wall"], "ok": 0, "rc": m["rc"]}
     why = ""
+    detail = b""  # the stream where it went wrong, for the log
     if want is None:
         why = "no MINIVMM-FLOOD-BEGIN on the stream"
     elif m["t_end"] is None:
         why = f"only {len(flood)} of {want} flood bytes arrived"
+        detail = flood[-2048:]
     else:
         dt = m["t_end"] - m["t_begin"]
         mib = want / (1 << 20)
@@ -201,13 +221,15 @@ def measure(a, row, pattern):
                         "guest_ms_per_mib": (g1 - g0) * 1e3 / mib,
                         "sched_ms_per_mib": (s1 - s0) * 1e3 / mib})
         body_ok = flood[want:want + len(END)] == END
-        sample = min(want, len(pattern))
-        pattern_ok = flood[:sample] == pattern[:sample]
-        row_out["ok"] = int(body_ok and pattern_ok)
-        if not body_ok:
-            why = (f"END marker after {end_at} bytes, not {want}" if end_at >= 0 else "no END marker")
-        elif not pattern_ok:
-            why = "the first MiB differs from the pattern"
+        bad = first_mismatch(flood[:want], pattern)
+        row_out["ok"] = int(body_ok and bad is None)
+        if bad is not None:
+            why = f"the flood differs from the pattern at byte {bad}"
+            if end_at >= 0 and end_at != want:
+                why += f"; END marker after {end_at} bytes, not {want}"
+            detail = flood[max(0, bad - 64):bad + 1024]
+        elif not body_ok:
+            why = f"END marker after {end_at} bytes, not {want}" if end_at >= 0 else "no END marker"
     g = re.search(r"MINIVMM-RESULT console-flood tty=\S+ bytes=(\d+) seconds=([0-9.]+)"
                   r"(?: virtio_irqs=(\d+) serial_irqs=(\d+))?", text)
     row_out["virtio_irqs"] = row_out["serial_irqs"] = -1
@@ -219,6 +241,12 @@ def measure(a, row, pattern):
     row_out["status"] = st.group(1) if st else "none"
     if m["timed_out"]:
         why = (why + "; " if why else "") + f"killed after {a.timeout:.0f} s"
+    if why and m["rc"] != 0:
+        last = [l for l in m["stderr"].splitlines() if l.strip()][-1:]
+        why += f"; VMM exit status {m['rc']}" + (f" ({last[0].strip()})" if last else "")
+    if why:
+        text += "\n---- the stream where it went wrong:\n" + detail.decode(errors="replace")
+    row_out["problem"] = re.sub(r"\s+", " ", why) or "-"
     return row_out, cmd, text, m["stderr"], why
 
 
@@ -244,8 +272,7 @@ def main():
     logf = open(a.log, "a") if a.log else None
     keys = ["vmm", "tty", "run", "bytes", "received", "host_mbps", "guest_mbps", "cpu_ms_per_mib",
             "guest_ms_per_mib", "sched_ms_per_mib", "flood_s", "virtio_irqs", "serial_irqs", "run_cpu_s",
-            "wall_s", "ok", "status",
-            "rc"]
+            "wall_s", "ok", "status", "rc", "problem"]
     with open(a.out, "w") as out:
         out.write("\t".join(keys) + "\n")
         for i in range(a.runs):
