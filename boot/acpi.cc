@@ -6,6 +6,7 @@
 
 #include "boot/dsdt.h"
 #include "boot/firmware_table.h"
+#include "boot/format.h"
 
 namespace minivmm::boot {
 namespace {
@@ -28,12 +29,6 @@ constexpr size_t kRsdpV1Length = 20;  // §5.2.5.3: checksum covers the ACPI 1.0
 
 GenericAddress io_register(uint16_t port) {
   return {kAddressSpaceSystemIo, 8, 0, kAccessSizeByte, port};
-}
-
-std::string hex(uint64_t value) {
-  char buf[32];
-  snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(value));
-  return buf;
 }
 
 uint64_t align_up(uint64_t value) {

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "boot/format.h"
 #include "boot/layout.h"
 
 namespace minivmm::boot {
@@ -14,18 +15,8 @@ constexpr size_t kDefaultSetupSects = 4;  // boot.rst: "If this field is 0, the 
 constexpr size_t kHeaderLengthByte = 0x201;
 constexpr size_t kHeaderBase = 0x202;
 
-std::string hex(uint64_t value) {
-  char buf[32];
-  snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(value));
-  return buf;
-}
-
 std::string version_string(uint16_t version) {
   return std::to_string(version >> 8) + "." + std::to_string(version & 0xff);
-}
-
-std::string mib(uint64_t bytes) {
-  return std::to_string((bytes + kMiB - 1) / kMiB) + " MiB";
 }
 
 uint64_t align_up(uint64_t value, uint64_t alignment) {

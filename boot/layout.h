@@ -45,6 +45,7 @@ inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kGdtAddr = 0x500;
 inline constexpr uint64_t kGdtEntries = 4;  // null, null, code 0x10, data 0x18
 inline constexpr uint64_t kIdtAddr = 0x520;
+inline constexpr uint64_t kPvhStartInfoAddr = 0x6000;  // hvm_start_info, memmap, modlist (PVH)
 inline constexpr uint64_t kZeroPageAddr = 0x7000;
 inline constexpr uint64_t kBootStackPointer = 0x8ff0;
 inline constexpr uint64_t kPml4Addr = 0x9000;

@@ -72,7 +72,7 @@ uint64_t gdt_entry(const SegmentDescriptor& seg) {
          (uint64_t{seg.g & 1u} << 55) | ((base >> 24) << 56);
 }
 
-LongModeState long_mode_state() {
+BootCpuState long_mode_state() {
   return {.cr0 = kCr0Pe | kCr0Et | kCr0Pg,
           .cr3 = kPml4Addr,
           .cr4 = kCr4Pae,
@@ -82,6 +82,21 @@ LongModeState long_mode_state() {
           .code = boot_code_segment(),
           .data = boot_data_segment(),
           .tss = boot_tss_segment()};
+}
+
+BootCpuState pvh_state() {
+  SegmentDescriptor code = boot_code_segment();
+  code.l = 0;
+  code.db = 1;  // 32-bit code
+  return {.cr0 = kCr0Pe | kCr0Et,
+          .cr3 = 0,
+          .cr4 = 0,
+          .efer = 0,
+          .gdt = {kGdtAddr, static_cast<uint16_t>(kGdtEntries * 8 - 1)},
+          .idt = {kIdtAddr, 7},
+          .code = code,
+          .data = boot_data_segment(),
+          .tss = boot_tss_segment()};  // type 0xb is also the busy 32-bit TSS
 }
 
 Result<void> write_page_tables(std::span<uint8_t> low_ram) {

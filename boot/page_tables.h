@@ -61,8 +61,9 @@ SegmentDescriptor boot_tss_segment();
 uint64_t gdt_entry(const SegmentDescriptor& segment);
 
 // Everything the VMM loads into the boot vCPU besides RIP (the kernel entry point), RSI (the
-// zero page) and RSP/RBP (kBootStackPointer); RFLAGS = 0x2 (interrupts disabled).
-struct LongModeState {
+// zero page) or RBX (PVH's start info), and RSP/RBP (kBootStackPointer); RFLAGS = 0x2
+// (interrupts disabled).
+struct BootCpuState {
   uint64_t cr0;
   uint64_t cr3;
   uint64_t cr4;
@@ -74,7 +75,11 @@ struct LongModeState {
   SegmentDescriptor tss;   // TR
 };
 inline constexpr uint64_t kBootRflags = 0x2;  // bit 1 is reserved and always set
-LongModeState long_mode_state();
+// The 64-bit boot protocol: long mode, paging on with the identity map of write_page_tables.
+BootCpuState long_mode_state();
+// The PVH entry (Xen's docs/misc/pvh.pandoc): 32-bit protected mode, paging off, flat 4 GiB
+// code (CS) and data (DS, ES, SS) segments, a 32-bit TSS; CR4 and EFER clear.
+BootCpuState pvh_state();
 
 // Writes the PML4 at kPml4Addr, the PDPT at kPdptAddr and kPdCount page directories at kPdAddr
 // that identity-map [0, 4 GiB) with 2 MiB pages. `low_ram`: index == guest physical address.

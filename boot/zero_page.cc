@@ -4,20 +4,11 @@
 #include <cstring>
 #include <string>
 
+#include "boot/format.h"
 #include "boot/layout.h"
 
 namespace minivmm::boot {
 namespace {
-
-std::string hex(uint64_t value) {
-  char buf[32];
-  snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(value));
-  return buf;
-}
-
-std::string mib(uint64_t bytes) {
-  return std::to_string((bytes + kMiB - 1) / kMiB) + " MiB";
-}
 
 uint32_t low32(uint64_t value) {
   return static_cast<uint32_t>(value);

@@ -14,6 +14,8 @@
 #
 # Output (path printed on stdout, last line):
 #   <cache>/minimal/<key>/bzImage    key = hash of the linux-source-6.1 package
+#   <cache>/minimal/<key>/vmlinux    the same kernel as an ELF file (stripped), for
+#                                    minivmm's ELF boot (PVH note: CONFIG_PVH)
 #   <cache>/minimal/<key>/config     version, the fragment, this script and the
 #   <cache>/minimal/<key>/build.log  compiler version
 #   <cache>/minimal/current -> <key> (convenience link)
@@ -81,7 +83,7 @@ mkdir -p "$cache"
 exec 9>"$cache/.lock"
 flock 9
 
-if [[ $force == 0 && -f $out/.complete && -f $out/bzImage ]]; then
+if [[ $force == 0 && -f $out/.complete && -f $out/bzImage && -f $out/vmlinux ]]; then
   log "cached: $out/bzImage ($(sed -n 2p "$out/.complete"))"
   ln -sfn "$key" "$cache/current"
   echo "$out/bzImage"
@@ -160,7 +162,7 @@ fi
 
 log "building bzImage with -j$jobs ($(grep -c '=y$' "$cfg") options =y)"
 t1=$SECONDS
-kmake -j"$jobs" bzImage >>"$blog" 2>&1 || {
+kmake -j"$jobs" bzImage vmlinux >>"$blog" 2>&1 || {
   tail -n 40 "$blog" >&2
   cp "$blog" "$cache/failed-$key.log"
   die "build failed (log: $cache/failed-$key.log)"
@@ -171,6 +173,7 @@ release="$(cat "$obj/include/config/kernel.release")"
 rm -rf "$out.tmp"
 mkdir -p "$out.tmp"
 cp "$obj/arch/x86/boot/bzImage" "$out.tmp/bzImage"
+objcopy --strip-debug "$obj/vmlinux" "$out.tmp/vmlinux"
 cp "$cfg" "$out.tmp/config"
 cp "$blog" "$out.tmp/build.log"
 printf '%s\n' "$release" "$release, $src_pkg $pkg_ver, $(stat -c %s "$out.tmp/bzImage") bytes, built in ${build_s}s" \

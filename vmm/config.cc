@@ -269,9 +269,21 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
 
   CLI::App app{"minivmm: a minimal KVM virtual machine monitor that boots a Linux bzImage"};
   app.name("minivmm");
-  app.add_option("--kernel", config.kernel, "Linux kernel image (bzImage) to boot")
+  app.add_option("--kernel", config.kernel,
+                 "Linux kernel to boot: a bzImage, or an ELF vmlinux (loaded by its program "
+                 "headers, entered through PVH when it has the note)")
       ->required()
       ->type_name("PATH");
+  app.add_option("--elf-entry", config.elf_entry,
+                 "How an ELF kernel is entered: auto (PVH if the kernel has the note, else the "
+                 "64-bit boot protocol at its ELF entry), pvh, or 64bit")
+      ->type_name("auto|pvh|64bit")
+      ->default_str("auto")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, boot::ElfEntry>{{"auto", boot::ElfEntry::kAuto},
+                                                {"pvh", boot::ElfEntry::kPvh},
+                                                {"64bit", boot::ElfEntry::kLinux64}},
+          CLI::ignore_case));
   app.add_option("--initrd", config.initrd, "Initial ramdisk (initramfs) image")->type_name("PATH");
   app.add_option("--cmdline", config.cmdline, "Kernel command line")
       ->type_name("STR")
@@ -340,10 +352,23 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       ->type_name("LEVEL")
       ->default_str("warn")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  // --config FILE (TOML or INI): the same options, one per line; the command line overrides
+  // the file, and a key that is not an option is an error.
+  app.set_config("--config", "", "Read options from a TOML file: key = value per option "
+                                 "(without the dashes); the command line overrides it")
+      ->type_name("FILE");
+  app.allow_config_extras(false);
   app.footer(
       "Example:\n"
       "  minivmm --kernel bzImage --initrd initrd.img --memory 1G --cpus 2 \\\n"
       "          --disk path=rootfs.img,serial=root --cmdline \"console=ttyS0 root=/dev/vda\"\n"
+      "The same as --config vm.toml with vm.toml holding:\n"
+      "  kernel = \"bzImage\"\n"
+      "  initrd = \"initrd.img\"\n"
+      "  memory = \"1G\"\n"
+      "  cpus = 2\n"
+      "  disk = [\"path=rootfs.img,serial=root\"]\n"
+      "  cmdline = \"console=ttyS0 root=/dev/vda\"\n"
       "\n"
       "Disk keys (--disk, comma-separated):\n" +
       disk_help() +
@@ -364,6 +389,12 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
     return ParseExit{0, app.help()};
   } catch (const CLI::CallForAllHelp&) {
     return ParseExit{0, app.help()};
+  } catch (const CLI::ConfigError& e) {
+    // CLI11 says "INI was not able to parse KEY" for a key that is no option.
+    std::string what = e.what();
+    const std::string extra = "INI was not able to parse ";
+    if (what.starts_with(extra)) what = "no option is named '" + what.substr(extra.size()) + "'";
+    return ParseExit{2, "--config: " + what + " (see minivmm --help)"};
   } catch (const CLI::ParseError& e) {
     return ParseExit{2, std::string(e.what()) + " (see minivmm --help)"};
   }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "devices/debug_exit.h"
+#include "boot/linux_boot.h"
 #include "devices/virtio_blk.h"
 #include "virtio/result.h"
 
@@ -54,7 +55,8 @@ inline constexpr uint32_t kMaxTimeoutSeconds = 7 * 24 * 3600;
 inline constexpr const char* kExitPortName = "minivmm.exit";
 
 struct VmConfig {
-  std::string kernel;
+  std::string kernel;  // a bzImage or an ELF vmlinux
+  boot::ElfEntry elf_entry = boot::ElfEntry::kAuto;
   std::optional<std::string> initrd;
   std::string cmdline = kDefaultCmdline;
   uint64_t memory = kDefaultMemory;

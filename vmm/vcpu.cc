@@ -128,7 +128,7 @@ void Vcpu::configure(const std::vector<kvm_cpuid_entry2>& cpuid) {
 }
 
 void Vcpu::set_boot_state(const boot::LinuxBootInfo& boot) {
-  const boot::LongModeState& lm = boot.cpu;
+  const boot::BootCpuState& lm = boot.cpu;
   kvm_sregs sregs = fd_.get_sregs();
   sregs.cr0 = lm.cr0;
   sregs.cr3 = lm.cr3;
@@ -154,6 +154,7 @@ void Vcpu::set_boot_state(const boot::LinuxBootInfo& boot) {
   regs.rsp = boot.stack_pointer;
   regs.rbp = boot.stack_pointer;
   regs.rsi = boot.zero_page_addr;
+  regs.rbx = boot.start_info_addr;  // PVH: the hvm_start_info
   fd_.set_regs(regs);
 }
 

@@ -102,8 +102,13 @@ Vm::~Vm() {
 
 void Vm::read_images(const VmConfig& config) {
   kernel_image_ = read_file(config.kernel, "kernel");
-  if (auto parsed = boot::parse_bzimage(kernel_image_); !parsed) {
-    throw VmError("kernel " + config.kernel + ": " + parsed.error(), kExitVmmError);
+  if (boot::is_elf(kernel_image_)) {
+    auto parsed = boot::parse_elf_kernel(kernel_image_, boot::low_ram_size(config.memory));
+    if (!parsed) throw VmError("kernel " + config.kernel + ": " + parsed.error(), kExitVmmError);
+  } else if (auto parsed = boot::parse_bzimage(kernel_image_); !parsed) {
+    throw VmError("kernel " + config.kernel + ": " + parsed.error() +
+                      " (minivmm boots a bzImage or an ELF vmlinux)",
+                  kExitVmmError);
   }
   if (config.initrd) initrd_image_ = read_file(*config.initrd, "initrd");
 }
@@ -295,6 +300,7 @@ void Vm::setup_memory_and_boot(const VmConfig& config) {
   boot::LinuxBootConfig boot_config;
   boot_config.mem_size = config.memory;
   boot_config.kernel = kernel_image_;
+  boot_config.elf_entry = config.elf_entry;
   boot_config.initrd = initrd_image_;
   boot_config.cmdline = cmdline;
   boot_config.num_cpus = config.cpus;
@@ -305,9 +311,12 @@ void Vm::setup_memory_and_boot(const VmConfig& config) {
   auto info = boot::setup_linux_boot(ram_->low(), boot_config);
   if (!info) throw VmError(info.error(), kExitVmmError);
   boot_info_ = *info;
+  spdlog::info("kernel: {}, entry {:#x}", boot::protocol_name(info->protocol), info->entry_point);
   spdlog::debug(
-      "kernel entry {:#x}, zero page {:#x}, initrd at {:#x}, RSDP at {:#x}, cmdline \"{}\"",
-      info->entry_point, info->zero_page_addr, info->initrd_addr, info->rsdp_addr, cmdline);
+      "kernel: {}, entry {:#x}, zero page {:#x}, PVH start info {:#x}, initrd at {:#x}, RSDP at "
+      "{:#x}, cmdline \"{}\"",
+      boot::protocol_name(info->protocol), info->entry_point, info->zero_page_addr,
+      info->start_info_addr, info->initrd_addr, info->rsdp_addr, cmdline);
   // The images are in guest RAM now.
   kernel_image_ = {};
   initrd_image_ = {};

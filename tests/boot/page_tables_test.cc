@@ -94,7 +94,7 @@ TEST_CASE("segment descriptors for the VMM", "[boot][gdt]") {
 }
 
 TEST_CASE("long-mode register state", "[boot][gdt]") {
-  const LongModeState s = long_mode_state();
+  const BootCpuState s = long_mode_state();
   CHECK((s.cr0 & (kCr0Pe | kCr0Pg)) == (kCr0Pe | kCr0Pg));
   CHECK(s.cr4 & kCr4Pae);
   CHECK(s.efer == (kEferLme | kEferLma));

@@ -15,7 +15,7 @@
 #    KVM, else in the nested KVM host, which then boots only once for all cases.
 #
 # Environment: MINIVMM_E2E_ONLY="boot disk rng persist readonly rng-off multi reboot panic clean
-#   minimal hvc0 port" (subset), MINIVMM_E2E_MINIMAL=0 (skip the minimal kernel, loudly),
+#   minimal hvc0 port exit timeout vmlinux" (subset), MINIVMM_E2E_MINIMAL=0 (skip the minimal kernel, loudly),
 #   MINIVMM_E2E_MINIMAL_TIMEOUT (s to wait for building it, default 600; past that
 #   the case is skipped and the build goes on in the background),
 #   MINIVMM_E2E_BOOT_TIMEOUT (per boot, default 120 s), MINIVMM_CACHE, and the
@@ -54,6 +54,8 @@ load_kernel cloud
 initrd="$("$images/build-initramfs.sh" | tail -n1)" || die "build-initramfs.sh failed"
 template="$("$images/build-disk.sh" --size 64M | tail -n1)" || die "build-disk.sh failed"
 say "inputs: kernel $KERNEL_IMAGE ($KERNEL_VERSION), initramfs $initrd, disk template $template"
+# The same cloud kernel as an ELF file, for the vmlinux (PVH) case; cached next to it.
+vmlinux="$("$images/extract-vmlinux.sh" "$KERNEL_IMAGE" | tail -n1)" || die "extract-vmlinux.sh failed"
 
 minimal=()
 if [[ ${MINIVMM_E2E_MINIMAL:-1} == 0 ]]; then
@@ -111,7 +113,8 @@ run_suite() { # run_suite DIR ATTEMPT
   local env=(MINIVMM_E2E_ONLY="${todo[*]}")
   [[ -n $wedge && $2 -lt $wedge_k ]] && env+=(MINIVMM_NESTED_DEBUG_STOP_AFTER="$wedge_s")
   env "${env[@]}" "$images/with-kvm.sh" bash "$root/tests/e2e/suite.sh" --minivmm "$vmm" --kernel "$KERNEL_IMAGE" \
-    --initrd "$initrd" --disk-template "$template" --run-dir "$1" "${minimal[@]}" "${port_client[@]}"
+    --initrd "$initrd" --disk-template "$template" --run-dir "$1" "${minimal[@]}" "${port_client[@]}" \
+    --vmlinux "$vmlinux"
 }
 max_restarts=2 restarts=0 dir="$run"
 n_ok=0 n_fail=0 n_skip=0 failed_cases=()

@@ -6,6 +6,7 @@
 # suite.sh --minivmm BIN --kernel VMLINUZ --initrd CPIO --disk-template IMG --run-dir DIR
 #          (--minimal-kernel BZIMAGE --minimal-initrd CPIO | --minimal-skip REASON)
 #          [--port-client BIN]  (tests/e2e/port-client: the host end of the named-port case)
+#          [--vmlinux ELF]      (the cloud kernel as an ELF vmlinux, for the vmlinux case)
 #
 # DIR must be writable here (inside the nested host: under the images cache or a
 # MINIVMM_NESTED_RW dir). Every boot is a new minivmm process under `timeout`
@@ -17,7 +18,7 @@
 set -uo pipefail
 
 die() { echo "e2e: error: $*" >&2; exit 2; }
-vmm="" kernel="" initrd="" template="" run="" mkernel="" minitrd="" mskip="" port_client=""
+vmm="" kernel="" initrd="" template="" run="" mkernel="" minitrd="" mskip="" port_client="" vmlinux=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --minivmm) vmm="$2"; shift 2 ;;
@@ -29,6 +30,7 @@ while [[ $# -gt 0 ]]; do
     --minimal-initrd) minitrd="$2"; shift 2 ;;
     --minimal-skip) mskip="$2"; shift 2 ;;
     --port-client) port_client="$2"; shift 2 ;;
+    --vmlinux) vmlinux="$2"; shift 2 ;;
     # The cases (MINIVMM_E2E_ONLY names) in the order they run: the top-level "if selected".
     --list-cases) sed -n 's/^if \(selected .*\); then$/\1/p' "$0" | grep -oE 'selected [A-Za-z0-9_-]+' | cut -d' ' -f2 | awk '!seen[$0]++'; exit 0 ;;
     *) die "unknown argument '$1'" ;;
@@ -374,6 +376,50 @@ if selected minimal; then
     expect_grep "reboot requested" "MINIVMM-RESULT exit=reboot"
     end
   fi
+fi
+
+# --- 7b: ELF vmlinux direct boot: PVH and the 64-bit entry --------------------------
+if selected vmlinux; then
+  # The cloud kernel's vmlinux (extracted from its bzImage) through PVH, as auto picks it;
+  # the minimal kernel's vmlinux both ways, without ACPI as its bzImage case boots.
+  if [[ -z $vmlinux ]]; then
+    skip vmlinux-cloud-pvh "no --vmlinux given"
+  else
+    begin vmlinux-cloud-pvh
+    new_disk "$run/vmlinux.img"
+    boot vmlinux-cloud --kernel "$vmlinux" --initrd "$initrd" --cpus 2 --memory 512M \
+      --disk "path=$run/vmlinux.img,serial=e2e-elf" --cmdline "$(cmdline info,fsverify:vda)"
+    expect_status 0
+    grep -q "kernel: ELF PVH entry" "$run/vmlinux-cloud.vmm" || fail "the VMM log does not say 'kernel: ELF PVH entry'"
+    expect_res nproc 2
+    expect_res vda.serial e2e-elf
+    expect_res fs-verify.manifest ok
+    expect_res status pass
+    end
+  fi
+  mvmlinux="${mkernel:+$(dirname "$mkernel")/vmlinux}"
+  for entry in pvh 64bit; do
+    if [[ -n $mskip ]]; then
+      skip "vmlinux-minimal-$entry" "$mskip"
+    elif [[ ! -f $mvmlinux ]]; then
+      skip "vmlinux-minimal-$entry" "no vmlinux next to the minimal kernel's bzImage ($mvmlinux)"
+    else
+      begin "vmlinux-minimal-$entry"
+      new_disk "$run/vmlinux-$entry.img"
+      boot "vmlinux-minimal-$entry" --kernel "$mvmlinux" --elf-entry "$entry" --initrd "$minitrd" \
+        --cpus 1 --memory 256M --no-acpi --virtio-cmdline \
+        --disk "path=$run/vmlinux-$entry.img,serial=e2e-elf" \
+        --cmdline "$(cmdline info,fsverify:vda minivmm.exit=reboot)"
+      expect_status 0
+      want="ELF PVH entry"
+      [[ $entry == 64bit ]] && want="ELF 64-bit entry"
+      grep -q "kernel: $want" "$run/vmlinux-minimal-$entry.vmm" || fail "the VMM log does not say 'kernel: $want'"
+      expect_res vda.serial e2e-elf
+      expect_res fs-verify.manifest ok
+      expect_res status pass
+      end
+    fi
+  done
 fi
 
 # --- 8: a stock kernel with minivmm's own defaults boots without platform errors ---

@@ -2,6 +2,9 @@
 // one line). No KVM needed.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <string>
 #include <vector>
 
@@ -289,4 +292,50 @@ TEST_CASE("--help documents every disk key from the table that parses them") {
         "                        work before it sleeps; 0 = off, 100 suits busy disks (0-10000,\n"
         "                        default 0)\n");
   CHECK_THAT(help, Catch::Contains("Disk keys (--disk, comma-separated):\n" + disk_help()));
+}
+
+TEST_CASE("a TOML file given with --config holds the options; the command line overrides it") {
+  char path[] = "/tmp/minivmm-config-XXXXXX";
+  const int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  const std::string text =
+      "kernel = \"bzImage\"\n"
+      "initrd = \"initrd.img\"\n"
+      "memory = \"1G\"\n"
+      "cpus = 2\n"
+      "disk = [\"path=a.img,serial=root\", \"path=b.img,readonly=on\"]\n"
+      "port = [\"name=log,path=guest.log\"]\n"
+      "timeout = 60\n"
+      "no-acpi = true\n"
+      "cmdline = \"console=ttyS0 root=/dev/vda\"\n";
+  REQUIRE(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  ::close(fd);
+  const VmConfig c = parse_ok({"--config", path, "--cpus", "4"});
+  CHECK(c.kernel == "bzImage");
+  CHECK(c.initrd == "initrd.img");
+  CHECK(c.memory == 1ULL << 30);
+  CHECK(c.cpus == 4);  // the command line wins
+  REQUIRE(c.disks.size() == 2);
+  CHECK(c.disks[0].serial == "root");
+  CHECK(c.disks[1].read_only);
+  REQUIRE(c.ports.size() == 1);
+  CHECK(c.ports[0].path == "guest.log");
+  CHECK(c.timeout_s == 60u);
+  CHECK_FALSE(c.acpi);
+  CHECK(c.cmdline == "console=ttyS0 root=/dev/vda");
+
+  // A key that is no option is an error, as is a file that is not there.
+  const int fd2 = ::open(path, O_WRONLY | O_TRUNC);
+  REQUIRE(fd2 >= 0);
+  const std::string bad = "kernel = \"k\"\nmemroy = \"1G\"\n";
+  REQUIRE(::write(fd2, bad.data(), bad.size()) == static_cast<ssize_t>(bad.size()));
+  ::close(fd2);
+  ParseExit e = parse_error({"--config", path});
+  CHECK(e.status == 2);
+  CHECK(e.output == "--config: no option is named 'memroy' (see minivmm --help)");
+  CHECK(e.output.find('\n') == std::string::npos);
+  ::unlink(path);
+  e = parse_error({"--config", path});
+  CHECK(e.status == 2);
+  CHECK(e.output.find('\n') == std::string::npos);
 }

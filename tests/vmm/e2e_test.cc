@@ -360,6 +360,23 @@ TEST_CASE("the exit port: the guest's status is minivmm's, and the status file s
   CHECK_THAT(r.err, Catch::Contains("overlap another device"));
 }
 
+TEST_CASE("a VM described by a --config file boots as on the command line", "[kvm]") {
+  REQUIRE_KVM();
+  TempDir dir;
+  const std::string disk = dir.make_file("disk.img", 1 << 20);
+  const std::string config = dir.file("vm.toml");
+  std::ofstream(config) << "kernel = \"" << kGuest << "\"\n"
+                        << "cmdline = \"minivmm-test=exit\"\n"
+                        << "disk = [\"path=" << disk << ",serial=cfg\"]\n"
+                        << "virtio-cmdline = true\n"
+                        << "status-file = \"" << dir.file("status") << "\"\n";
+  const Run r = run_minivmm({"--config", config});
+  INFO("stderr: " << r.err);
+  CHECK(r.status == 42);
+  CHECK_THAT(r.out, Catch::Contains("virtio_mmio.device=4K@0xd0000000:5"));  // the disk
+  CHECK_THAT(slurp(dir.file("status")), Catch::StartsWith("42 guest-exit"));
+}
+
 TEST_CASE("a guest that runs past --timeout is stopped with 124", "[kvm]") {
   REQUIRE_KVM();
   TempDir dir;
