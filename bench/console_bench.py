@@ -32,7 +32,8 @@ same interval per MiB; guest_ms_per_mib, the part of it spent running the guest 
 a vCPU thread in KVM_RUN, here including a guest spinning until the host takes its buffer);
 sched_ms_per_mib, the same CPU from /proc/PID/task/*/schedstat (ns resolution, live threads);
 virtio_irqs / serial_irqs, the guest's interrupts
-from virtio devices / ttyS0 during the flood (/proc/interrupts; -1 if not reported);
+from virtio devices / ttyS0 during the flood (/proc/interrupts; -1 if not reported); kmsgs,
+the guest kernel's log lines meanwhile (soft lockups when the machine is overloaded);
 run_cpu_s, the VMM's whole-run CPU (wait4 rusage); status, the scenario's verdict; rc, the
 VMM's exit status; ok, 1 when exactly N bytes arrived
 between the markers and every one was the pattern's; problem, why not (or -). Only ok runs
@@ -231,12 +232,14 @@ def measure(a, row, pattern):
         elif not body_ok:
             why = f"END marker after {end_at} bytes, not {want}" if end_at >= 0 else "no END marker"
     g = re.search(r"MINIVMM-RESULT console-flood tty=\S+ bytes=(\d+) seconds=([0-9.]+)"
-                  r"(?: virtio_irqs=(\d+) serial_irqs=(\d+))?", text)
-    row_out["virtio_irqs"] = row_out["serial_irqs"] = -1
+                  r"(?: virtio_irqs=(\d+) serial_irqs=(\d+))?(?: kmsgs=(-?\d+))?", text)
+    row_out["virtio_irqs"] = row_out["serial_irqs"] = row_out["kmsgs"] = -1
     if g and float(g.group(2)) > 0:
         row_out["guest_mbps"] = int(g.group(1)) / float(g.group(2)) / 1e6
     if g and g.group(3):
         row_out["virtio_irqs"], row_out["serial_irqs"] = int(g.group(3)), int(g.group(4))
+    if g and g.group(5):
+        row_out["kmsgs"] = int(g.group(5))
     st = re.search(r"MINIVMM-RESULT scenario=console-flood status=(\w+)", text)
     row_out["status"] = st.group(1) if st else "none"
     if m["timed_out"]:
@@ -271,7 +274,7 @@ def main():
     pattern = expected_mib()
     logf = open(a.log, "a") if a.log else None
     keys = ["vmm", "tty", "run", "bytes", "received", "host_mbps", "guest_mbps", "cpu_ms_per_mib",
-            "guest_ms_per_mib", "sched_ms_per_mib", "flood_s", "virtio_irqs", "serial_irqs", "run_cpu_s",
+            "guest_ms_per_mib", "sched_ms_per_mib", "flood_s", "virtio_irqs", "serial_irqs", "kmsgs", "run_cpu_s",
             "wall_s", "ok", "status", "rc", "problem"]
     with open(a.out, "w") as out:
         out.write("\t".join(keys) + "\n")

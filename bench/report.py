@@ -434,6 +434,9 @@ if rows:
     md.append("| guest interrupts per MiB, virtio devices / ttyS0 | " + " | ".join(
         f"{fmt(med(per_mib(v, t, 'virtio_irqs')), 0)} / {fmt(med(per_mib(v, t, 'serial_irqs')), 0)}"
         for v, t, _ in cols) + " |\n")
+    md.append("| guest kernel log lines during the flood, all runs (e.g. soft lockups) | " + " | ".join(
+        str(sum(int(float(r.get("kmsgs", 0))) for r in rows if r["vmm"] == v and r["tty"] == t
+                and float(r.get("kmsgs", -1)) > 0)) for v, t, _ in cols) + " |\n")
     okc = []
     for v, t, _ in cols:
         allr = [r for r in rows if r["vmm"] == v and r["tty"] == t]
@@ -472,7 +475,8 @@ The guest (Debian cloud kernel, the initramfs of section 3, 2 vCPUs, 512 MiB, no
 `console=hvc0` or `console=ttyS0`: the flooded tty is the kernel's console) runs the
 scenario `console-flood` (`images/scenarios/console-flood`, `minivmm.arg=TTY:SIZE`): it puts
 the tty in raw mode (`stty raw -echo -opost`: no ONLCR, every byte written is one byte on the
-host), lets the kernel print only emergencies on its console meanwhile, writes a BEGIN line,
+host), lets the kernel print nothing on its console meanwhile (its messages follow the result),
+writes a BEGIN line,
 SIZE bytes of the 32-byte pattern lines with `cat` from a 1 MiB tmpfs file and an END line,
 and reports its own `/proc/uptime` timing and its interrupts. The harness
 (`bench/console_bench.py`) is the VMM's stdout: a 1 MiB pipe drained in 1 MiB reads; it times
