@@ -247,6 +247,10 @@ def measure(a, row, pattern):
     if why and m["rc"] != 0:
         last = [l for l in m["stderr"].splitlines() if l.strip()][-1:]
         why += f"; VMM exit status {m['rc']}" + (f" ({last[0].strip()})" if last else "")
+    elif why and row_out["status"] == "none" and not m["timed_out"]:
+        why += ("; the VMM exited 0 with no scenario result: the guest reset (with reboot=t and "
+                "-no-reboot QEMU ends on a triple fault)" if row.startswith("qemu") else
+                "; the VMM exited 0 with no scenario result")
     if why:
         text += "\n---- the stream where it went wrong:\n" + detail.decode(errors="replace")
     row_out["problem"] = re.sub(r"\s+", " ", why) or "-"
