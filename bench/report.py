@@ -129,7 +129,7 @@ def old_summary(num):
     return rows
 
 
-def bar_chart(png, title, ylabel, labels_series, series_names, log=False):
+def bar_chart(png, title, ylabel, labels_series, series_names, log=False, width=800):
     """labels_series: list of (label, [value per series]); log: logarithmic y axis."""
     dat = os.path.join(res, png.replace(".png", ".dat"))
     with open(dat, "w") as f:
@@ -138,7 +138,7 @@ def bar_chart(png, title, ylabel, labels_series, series_names, log=False):
                                                    for v in vals)))
     plots = ", ".join(f"'{dat}' using {i + 2}:xtic(1) title '{n}'"
                       for i, n in enumerate(series_names))
-    script = f"""set terminal {{term}} size 800,420
+    script = f"""set terminal {{term}} size {width},420
 set termoption noenhanced
 set output '{os.path.join(bench, png)}'
 set title '{title}'
@@ -360,6 +360,22 @@ if os.path.exists(ba):
               "run-all.sh):\n\n" + open(ba).read().rstrip() + "\n")
     for f in extra:  # further runs of it, e.g. one pattern with more pairs
         md.append(f"\nAnd from `bench/{f}`:\n\n" + open(os.path.join(bench, f)).read().rstrip() + "\n")
+    # The chart: device/fio per pattern, before and after, from every file (n: the pairs).
+    series = []
+    for f in ["blk-before-after.md"] + extra:
+        for line in open(os.path.join(bench, f)).read().splitlines():
+            c = [x.strip() for x in line.strip().strip("|").split("|")]
+            if len(c) >= 4 and c[1] == "device/fio %":
+                n = re.search(r"n=(\d+)", c[2])
+                try:
+                    series.append((" ".join(c[0].split()[:2]) + (f", n={n.group(1)}" if n else ""),
+                                   [float(c[2].split()[0]), float(c[3].split()[0])]))
+                except ValueError:
+                    pass
+    if series:
+        md.append("\n![bench_blk before/after](blk-before-after.png)\n")
+        bar_chart("blk-before-after.png", "bench_blk device/fio, before and after 4dfc64a (median)",
+                  "device / fio (%)", series, ["before (4dfc64a^)", "after"], width=1100)
 
 # 5. Block in a guest -----------------------------------------------------------------
 rows = read_tsv("linux-blk.tsv")
