@@ -3,6 +3,7 @@
 BENCH_DIR/RESULTS.md and BENCH_DIR/*.png (gnuplot, pngcairo or png terminal)."""
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -55,6 +56,13 @@ def spread(v, d=1):
     return f"{fmt(med(v), d)} ({fmt(min(v), d)}–{fmt(max(v), d)}, n={len(v)})"
 
 
+def sig3(x):
+    """Decimals that show x with 3 significant digits (0 for x >= 100)."""
+    if x is None or math.isnan(x) or x <= 0:
+        return 1
+    return max(0, 2 - math.floor(math.log10(x)))
+
+
 def ratio(a, b, d=1):
     if not a or not b or math.isnan(a) or math.isnan(b) or b == 0:
         return "n/a"
@@ -86,9 +94,43 @@ def header(section, title):
 charts = []  # (png name, gnuplot script)
 summary = []  # (figure, minivmm, reference, target)
 
+# A section whose raw results are not in RESULTS_DIR (a part never run there, e.g. in a fresh
+# checkout with SKIP=) keeps its text and Summary rows from the page being replaced.
+OLD_PAGE = ""
+if os.path.exists(os.path.join(bench, "RESULTS.md")):
+    with open(os.path.join(bench, "RESULTS.md")) as f:
+        OLD_PAGE = f.read()
+SUMMARY_PREFIXES = {"1": ("start-up", "main()"), "2": ("memory",), "3": ("Linux (",),
+                    "4": ("bench_blk",), "5": ("in-guest dd",), "7": ("console",)}
+marks = []  # (section number, index in md, index in summary, has raw results)
 
-def bar_chart(png, title, ylabel, labels_series, series_names):
-    """labels_series: list of (label, [value per series])."""
+
+def section(num, has_raw):
+    marks.append((num, len(md), len(summary), has_raw))
+
+
+def old_section(num):
+    m = re.search(r"^## " + re.escape(num) + r"\. .*?(?=^## |\Z)", OLD_PAGE, re.M | re.S)
+    if not m:
+        return None
+    text = m.group(0)
+    if num == "4":  # 4b is made from bench/blk-before-after.md each time
+        text = re.sub(r"\n### 4b\..*", "", text, flags=re.S)
+    return "\n" + text.rstrip() + "\n"
+
+
+def old_summary(num):
+    m = re.search(r"^## Summary\n\n\| figure .*?\n\|---.*?\n(.*?)(?:\n\n|\Z)", OLD_PAGE, re.M | re.S)
+    rows = []
+    for line in (m.group(1).splitlines() if m else []):
+        cells = line.strip()[2:-2].split(" | ")
+        if len(cells) == 4 and cells[0].startswith(SUMMARY_PREFIXES.get(num, ("\0",))):
+            rows.append(tuple(cells))
+    return rows
+
+
+def bar_chart(png, title, ylabel, labels_series, series_names, log=False, width=800):
+    """labels_series: list of (label, [value per series]); log: logarithmic y axis."""
     dat = os.path.join(res, png.replace(".png", ".dat"))
     with open(dat, "w") as f:
         for label, vals in labels_series:
@@ -96,7 +138,7 @@ def bar_chart(png, title, ylabel, labels_series, series_names):
                                                    for v in vals)))
     plots = ", ".join(f"'{dat}' using {i + 2}:xtic(1) title '{n}'"
                       for i, n in enumerate(series_names))
-    script = f"""set terminal {{term}} size 800,420
+    script = f"""set terminal {{term}} size {width},420
 set termoption noenhanced
 set output '{os.path.join(bench, png)}'
 set title '{title}'
@@ -105,7 +147,7 @@ set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set boxwidth 0.9
-set yrange [0:*]
+{'set logscale y' + chr(10) + 'set yrange [*:*]' if log else 'set yrange [0:*]'}
 set grid ytics
 set key outside bottom center horizontal
 plot {plots}
@@ -119,10 +161,12 @@ md = ["# minivmm benchmarks: side by side with QEMU -M microvm and the machine's
 env = read_text("env.txt")
 if env:
     md.append("\nThe last `run-all.sh` invocation (each section says when it ran; `SKIP=` keeps a "
-              "part's earlier results):\n\n```\n" + env + "\n```\n")
+              "part's earlier results, and a part with no results in the results directory keeps "
+              "its section and Summary rows from the previous page):\n\n```\n" + env + "\n```\n")
 
 # 1. Start-up -------------------------------------------------------------------------
 rows = read_tsv("startup.tsv")
+section("1", bool(rows))
 md.append(header("startup", "1. Start-up: tiny guest, launch to first output and to exit"))
 if rows:
     f = {(v, k): values(rows, v, k) for v in ("minivmm", "qemu-microvm", "kvm-floor")
@@ -163,6 +207,7 @@ if rows:
 else:
     md.append("Not run.\n")
 rows = read_tsv("floor.tsv")
+section("1b", bool(rows))
 md.append(header("floor", "1b. Where KVM's own time goes on this host (kvm_floor variants)"))
 if rows:
     md.append("| ms since main() | slot set | first guest exit | VM fd closed | exec → exit (wall) |\n|---|---|---|---|---|\n")
@@ -196,6 +241,7 @@ What differs between the two (same image file, `tests/guest` `test_guest.bzImage
 
 # 2. Memory ---------------------------------------------------------------------------
 rows = read_tsv("memory.tsv")
+section("2", bool(rows))
 md.append(header("memory", "2. Memory overhead: resident memory without guest RAM"))
 if rows:
     m_rss, q_rss = values(rows, "minivmm", "rss_kib"), values(rows, "qemu-microvm", "rss_kib")
@@ -224,6 +270,7 @@ else:
 
 # 3. Linux boot -----------------------------------------------------------------------
 rows = read_tsv("linux-boot.tsv")
+section("3", bool(rows))
 md.append(header("linux", "3. Linux boot: time to the guest's /init, per kernel"))
 lenv = read_text("linux-guest.env")
 if lenv:
@@ -284,8 +331,9 @@ spread is wide; the ratio is the figure to read.
 """)
 
 # 4. Block datapath -------------------------------------------------------------------
-md.append(header("blk", "4. Block datapath: in-process virtio-blk vs fio on the same file"))
 t = read_text("blk_bench.txt")
+section("4", bool(t))
+md.append(header("blk", "4. Block datapath: in-process virtio-blk vs fio on the same file"))
 md.append("```\n" + t + "\n```\n" if t else "`build/rel/bench/bench_blk` was not built or failed.\n")
 for line in (t or "").splitlines():
     # "4k randwrite QD32  |  119146  488.0  5.44 |  155009  634.9  5.36 |  76.9%"
@@ -299,8 +347,39 @@ for line in (t or "").splitlines():
                     f"fio {fio[0] if small else fio[1]} (device/fio {cols[3]})",
                     "≥ 90 % of fio's IOPS" if small else "≥ 95 % of fio's bandwidth"))
 
+ba = os.path.join(bench, "blk-before-after.md")
+section("4b", True)
+extra = sorted(f for f in os.listdir(bench) if f.startswith("blk-before-after-") and f.endswith(".md"))
+if os.path.exists(ba):
+    md.append("\n### 4b. VirtioBlock on VirtioWorker: before/after\n\n"
+              "Commit 4dfc64a (\"One device model: transport-owned queue events, VirtioWorker, "
+              "one attach path\") rebuilt VirtioBlock on the `VirtioWorker` helper; the issue asked "
+              "for unchanged bench_blk figures. `bench/blk_before_after.sh` builds bench_blk at two "
+              "commits (or takes two binaries) and runs them interleaved, so both see the same "
+              "load; its last output, from `bench/blk-before-after.md` (not rewritten by "
+              "run-all.sh):\n\n" + open(ba).read().rstrip() + "\n")
+    for f in extra:  # further runs of it, e.g. one pattern with more pairs
+        md.append(f"\nAnd from `bench/{f}`:\n\n" + open(os.path.join(bench, f)).read().rstrip() + "\n")
+    # The chart: device/fio per pattern, before and after, from every file (n: the pairs).
+    series = []
+    for f in ["blk-before-after.md"] + extra:
+        for line in open(os.path.join(bench, f)).read().splitlines():
+            c = [x.strip() for x in line.strip().strip("|").split("|")]
+            if len(c) >= 4 and c[1] == "device/fio %":
+                n = re.search(r"n=(\d+)", c[2])
+                try:
+                    series.append((" ".join(c[0].split()[:2]) + (f", n={n.group(1)}" if n else ""),
+                                   [float(c[2].split()[0]), float(c[3].split()[0])]))
+                except ValueError:
+                    pass
+    if series:
+        md.append("\n![bench_blk before/after](blk-before-after.png)\n")
+        bar_chart("blk-before-after.png", "bench_blk device/fio, before and after 4dfc64a (median)",
+                  "device / fio (%)", series, ["before (4dfc64a^)", "after"], width=1100)
+
 # 5. Block in a guest -----------------------------------------------------------------
 rows = read_tsv("linux-blk.tsv")
+section("5", bool(rows))
 md.append(header("linux", "5. Block I/O inside the Linux guest (busybox dd, O_DIRECT)"))
 if rows:
     keys = [("write_1m_mbps", "1 MiB sequential write, 32 MiB"),
@@ -329,18 +408,130 @@ relative cost of the two datapaths, not the machine's disk.
 """)
 
 # 6. Queue ----------------------------------------------------------------------------
-md.append(header("queue", "6. Virtqueue: queue_bench (Google Benchmark)"))
 t = read_text("queue_bench.txt")
+section("6", bool(t))
+md.append(header("queue", "6. Virtqueue: queue_bench (Google Benchmark)"))
 md.append("```\n" + t + "\n```\n" if t else "Not run.\n")
 md.append("\nTarget: below 50 ns per chain.\n")
+
+# 7. Console ---------------------------------------------------------------------------
+rows = read_tsv("console.tsv")
+section("7", bool(rows))
+md.append(header("console", "7. Console throughput: the guest floods hvc0 / ttyS0, the host drains a pipe"))
+cenv = read_text("console.env")
+if cenv:
+    md.append("".join(f"`{l}`  \n" for l in cenv.splitlines()) + "\n")
+if rows:
+    def cvalues(vmm, tty, key, ok_only=True):
+        return values([r for r in rows if r["tty"] == tty and (r.get("ok") == "1" or not ok_only)],
+                      vmm, key)
+
+    cols = [("minivmm", "hvc0", "minivmm hvc0 (virtio-console)"),
+            ("qemu-microvm", "hvc0", "QEMU virtconsole (virtio-serial-device)"),
+            ("minivmm", "ttyS0", "minivmm ttyS0 (UART)"),
+            ("qemu-microvm", "ttyS0", "QEMU ttyS0 (isa-serial)")]
+    md.append("| figure | " + " | ".join(c[2] for c in cols) + " |\n" + "|---" * (len(cols) + 1) + "|\n")
+    sizes = []
+    for v, t, _ in cols:
+        b = cvalues(v, t, "bytes", ok_only=False)
+        sizes.append(f"{int(max(b)) / (1 << 20):g} MiB" if b else "—")
+    md.append("| bytes per run | " + " | ".join(sizes) + " |\n")
+    for key, label in (("host_mbps", "MB/s on the host pipe (BEGIN line → last flood byte)"),
+                       ("guest_mbps", "MB/s, guest's own timing (/proc/uptime)"),
+                       ("cpu_ms_per_mib", "VMM process CPU per MiB (ms), all threads"),
+                       ("guest_ms_per_mib", "… of which vCPU in guest mode (guest_time)"),
+                       ("sched_ms_per_mib", "VMM CPU per MiB (ms), schedstat")):
+        md.append(f"| {label} | " + " | ".join(spread(x, sig3(med(x))) for x in
+                                                (cvalues(v, t, key) for v, t, _ in cols)) + " |\n")
+    def per_mib(v, t, key):
+        return [float(r[key]) / (float(r["bytes"]) / (1 << 20)) for r in rows
+                if r["vmm"] == v and r["tty"] == t and r.get("ok") == "1"
+                and float(r.get(key, -1)) >= 0 and float(r["bytes"]) > 0]
+    md.append("| guest interrupts per MiB, virtio devices / ttyS0 | " + " | ".join(
+        f"{fmt(med(per_mib(v, t, 'virtio_irqs')), 0)} / {fmt(med(per_mib(v, t, 'serial_irqs')), 0)}"
+        for v, t, _ in cols) + " |\n")
+    md.append("| guest kernel log lines during the flood, all runs (e.g. soft lockups) | " + " | ".join(
+        str(sum(int(float(r.get("kmsgs", 0))) for r in rows if r["vmm"] == v and r["tty"] == t
+                and float(r.get("kmsgs", -1)) > 0)) for v, t, _ in cols) + " |\n")
+    okc = []
+    for v, t, _ in cols:
+        allr = [r for r in rows if r["vmm"] == v and r["tty"] == t]
+        okc.append(f"{sum(r.get('ok') == '1' for r in allr)} of {len(allr)}" if allr else "not run")
+    md.append("| runs with every byte, in order (the only ones counted) | " + " | ".join(okc) + " |\n")
+    bad = [r for r in rows if r.get("ok") != "1"]
+    if bad:
+        md.append("\nRuns not counted: " + "; ".join(
+            f"{r['vmm']} {r['tty']} run {r['run']}: {r.get('problem', '?')}" for r in bad) + ".\n")
+    mh, qh = med(cvalues("minivmm", "hvc0", "host_mbps")), med(cvalues("qemu-microvm", "hvc0", "host_mbps"))
+    ms, qs = med(cvalues("minivmm", "ttyS0", "host_mbps")), med(cvalues("qemu-microvm", "ttyS0", "host_mbps"))
+    def per_run(a, b):
+        """a/b of host MB/s within each run (the rows of one run follow each other)."""
+        by = {(r["vmm"], r["tty"], r["run"]): float(r["host_mbps"]) for r in rows if r.get("ok") == "1"}
+        return [by[a + (i,)] / by[b + (i,)] for i in sorted({r["run"] for r in rows}, key=int)
+                if a + (i,) in by and by.get(b + (i,))]
+
+    pr_q = per_run(("minivmm", "hvc0"), ("qemu-microvm", "hvc0"))
+    pr_s = per_run(("minivmm", "hvc0"), ("minivmm", "ttyS0"))
+    md.append(f"\nRatios of the medians (host pipe MB/s): minivmm hvc0 / QEMU virtconsole "
+              f"{ratio(mh, qh, 2)}; minivmm hvc0 / minivmm ttyS0 {ratio(mh, ms, 0)}; "
+              f"minivmm ttyS0 / QEMU ttyS0 {ratio(ms, qs, 2)}. The same within each run (its rows "
+              f"ran minutes apart, so a load that changes between runs cancels): minivmm hvc0 / "
+              f"QEMU virtconsole {spread(pr_q, 2)}; minivmm hvc0 / minivmm ttyS0 {spread(pr_s, 0)}. "
+              f"Targets: minivmm hvc0 ≥ QEMU's virtconsole and ≥ 50× minivmm's own ttyS0.\n")
+    summary.append(("console hvc0 → host pipe, Linux guest, nested (MB/s)", fmt(mh, sig3(mh)),
+                    f"QEMU virtconsole {fmt(qh, sig3(qh))} (minivmm/QEMU {ratio(mh, qh, 2)})",
+                    "≥ QEMU's virtconsole"))
+    summary.append(("console hvc0 / ttyS0, minivmm (MB/s)", f"{fmt(mh, sig3(mh))} / {fmt(ms, sig3(ms))}",
+                    f"hvc0/ttyS0 {ratio(mh, ms, 0)} (QEMU ttyS0 {fmt(qs, sig3(qs))})", "≥ 50×"))
+    cpu = {(v, t): med(cvalues(v, t, "cpu_ms_per_mib")) for v in ("minivmm", "qemu-microvm")
+           for t in ("hvc0", "ttyS0")}
+    summary.append(("console host CPU per MiB, hvc0 / ttyS0 (ms)",
+                    f"{fmt(cpu[('minivmm', 'hvc0')], sig3(cpu[('minivmm', 'hvc0')]))} / "
+                    f"{fmt(cpu[('minivmm', 'ttyS0')], sig3(cpu[('minivmm', 'ttyS0')]))}",
+                    f"QEMU {fmt(cpu[('qemu-microvm', 'hvc0')], sig3(cpu[('qemu-microvm', 'hvc0')]))} / "
+                    f"{fmt(cpu[('qemu-microvm', 'ttyS0')], sig3(cpu[('qemu-microvm', 'ttyS0')]))}", ""))
+    md.append("\n![console](console.png)\n")
+    bar_chart("console.png", "Console flood, Linux guest to host pipe, nested KVM (median)",
+              "MB/s (log scale)",
+              [("hvc0", [mh, qh]), ("ttyS0", [ms, qs])], ["minivmm", "QEMU microvm"], log=True)
+else:
+    md.append("Not run or no result (see the log in the results directory).\n")
+md.append("""
+The guest (Debian cloud kernel, the initramfs of section 3, 2 vCPUs, 512 MiB, no disk,
+`console=hvc0` or `console=ttyS0`: the flooded tty is the kernel's console) runs the
+scenario `console-flood` (`images/scenarios/console-flood`, `minivmm.arg=TTY:SIZE`): it puts
+the tty in raw mode (`stty raw -echo -opost`: no ONLCR, every byte written is one byte on the
+host), lets the kernel print nothing on its console meanwhile (its messages follow the result),
+writes a BEGIN line,
+SIZE bytes of the 32-byte pattern lines with `cat` from a 1 MiB tmpfs file and an END line,
+and reports its own `/proc/uptime` timing and its interrupts. The harness
+(`bench/console_bench.py`) is the VMM's stdout: a 1 MiB pipe drained in 1 MiB reads; it times
+the BEGIN line's arrival to the last flood byte's, checks that exactly SIZE bytes came between
+the markers and that every one is the pattern's, and reads the VMM's CPU (`/proc/PID/stat`
+utime + stime and guest_time, all threads) at both ends. hvc0 rows: minivmm `--console stdio
+--serial file=…`, QEMU `-device virtio-serial-device -chardev stdio,id=c0 -device
+virtconsole,chardev=c0 -serial file:…`; ttyS0 rows: `--serial stdio` / `-serial stdio`.
+ttyS0 costs a port-I/O exit per byte, each a long trip in the nested host, so its rows send less than
+hvc0's (the bytes-per-run line); MB/s is the figure either way. The CPU figures include the
+vCPU threads' time in the guest, where Linux's virtio_console spins until the device has taken
+each buffer, and they are the nested host's (TCG-emulated) CPU time.
+""")
+
+section("end", True)
+for k in reversed(range(len(marks) - 1)):
+    num, mi, si, has_raw = marks[k]
+    old = None if has_raw else old_section(num)
+    if old:
+        md[mi:marks[k + 1][1]] = [old]
+        summary[si:marks[k + 1][2]] = old_summary(num)
 
 qb = read_text("queue_bench.txt") or ""
 bb = read_text("blk_bench.txt") or ""
 sm = ["\n## Summary\n\n| figure | minivmm | reference | target |\n|---|---|---|---|\n"]
 for fig, m, r, t in summary:
     sm.append(f"| {fig} | {m} | {r} | {t} |\n")
-sm.append("\nBlock datapath details (CPU per I/O, every run) and virtqueue (queue_bench): "
-          "see sections 4 and 6. Machine: 2 cores shared with compiling engineers; the load "
+sm.append("\nBlock datapath details (CPU per I/O, every run), virtqueue (queue_bench) and console "
+          "details: see sections 4, 6 and 7. Machine: 2 cores shared with compiling engineers; the load "
           "average is printed with every section, and the spread (min–max) is large because of it.\n")
 md[3:3] = sm
 md.append("""

@@ -12,7 +12,11 @@
 #   LINUX_BLK_RUNS=2        in-guest dd runs per VMM (0 skips; ~1 min each when nested)
 #   LINUX_KERNELS="cloud minimal"  kernels the Linux boots use (bench/linux-guest.sh)
 #   BLK_BENCH_ARGS="--seconds 3 --reps 3 --size-gib 1"   bench_blk's arguments
-#   SKIP="linux blk"        parts to skip: startup memory linux blk queue
+#   CONSOLE_RUNS=3          console floods per row (4 rows: minivmm / QEMU, hvc0 / ttyS0;
+#                           bench/console.sh, whose CONSOLE_* knobs apply; nested: minutes)
+#   SKIP="linux blk"        parts to skip: startup memory linux blk queue console
+#   BUILD_LOCK=FILE         take flock(1) on FILE around the build (on a machine shared with
+#                           others who build, e.g. /tmp/minivmm-build.lock); default none
 # Raw results and logs: $BUILD/bench/results/.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -26,7 +30,7 @@ skip=" ${SKIP:-} "
 mkdir -p "$res"
 # Results of the parts that run are replaced; those of SKIPped parts stay (the page shows
 # each section's own load and date line), so one part can be re-run alone.
-for part in startup memory queue blk linux; do
+for part in startup memory queue blk linux console; do
   if [[ $skip != *" $part "* ]]; then
     case $part in
       startup) rm -f "$res"/startup.* "$res"/floor.* ;;
@@ -34,6 +38,7 @@ for part in startup memory queue blk linux; do
       queue) rm -f "$res"/queue_bench.txt ;;
       blk) rm -f "$res"/blk_bench.txt ;;
       linux) rm -f "$res"/linux-* ;;
+      console) rm -f "$res"/console.* ;;
     esac
   fi
 done
@@ -45,16 +50,18 @@ load() { echo "$1: $(date -u '+%Y-%m-%d') $(uptime | sed 's/^ *//')" >>"$res/loa
 cmd() { echo "$1: $2" >>"$res/commands.txt"; }
 
 say "building $build"
+locked=()
+[[ -n ${BUILD_LOCK:-} ]] && locked=(flock "$BUILD_LOCK")
 if [[ ! -f $build/CMakeCache.txt ]]; then
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >"$res/build.log" 2>&1
+  "${locked[@]}" cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >"$res/build.log" 2>&1
 fi
-cmake --build "$build" -j"$(nproc)" --target minivmm minivmm_test_guest queue_bench bench_blk \
+"${locked[@]}" cmake --build "$build" -j"$(nproc)" --target minivmm minivmm_test_guest queue_bench bench_blk \
   >>"$res/build.log" 2>&1 || say "build failed (see $res/build.log); using what exists"
 minivmm="$root/$build/vmm/minivmm"
 guest="$root/$build/tests/guest/test_guest.bzImage"
 floor="$root/$build/bench/kvm_floor"
 mkdir -p "$(dirname "$floor")"
-cc -O2 -Wall -o "$floor" "$here/kvm_floor.c" >>"$res/build.log" 2>&1 || say "kvm_floor did not build"
+"${locked[@]}" cc -O2 -Wall -o "$floor" "$here/kvm_floor.c" >>"$res/build.log" 2>&1 || say "kvm_floor did not build"
 
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')  commit: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
@@ -112,6 +119,13 @@ if ! skipped linux; then
   load linux
   MINIVMM_BIN="$minivmm" "$here/linux-guest.sh" "$res" "${LINUX_BOOT_RUNS:-3}" "${LINUX_BLK_RUNS:-2}" \
     >"$res/linux-guest.out" 2>&1 || say "Linux guest runs failed (see $res/linux-guest.out)"
+fi
+if ! skipped console; then
+  say "console throughput (${CONSOLE_RUNS:-3} runs per row)"
+  cmd console "MINIVMM_BIN=$build/vmm/minivmm bench/console.sh OUTDIR ${CONSOLE_RUNS:-3}"
+  load console
+  MINIVMM_BIN="$minivmm" "$here/console.sh" "$res" "${CONSOLE_RUNS:-3}" \
+    >"$res/console.out" 2>&1 || say "console runs failed (see $res/console.out)"
 fi
 echo "load at end: $(uptime | sed 's/^ *//')" >>"$res/env.txt"
 
