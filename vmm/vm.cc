@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <set>
@@ -434,8 +435,13 @@ int Vm::run(int signal_fd) {
   for (auto& out : outputs_) out->drain(std::chrono::milliseconds(500));
   outcome_ = outcome_of(stop_.reason(), stop_.value(), stop_.message(), reported_status());
   if (outcome_.reason == "poweroff" || outcome_.reason == "reboot" ||
-      outcome_.reason == "signal" || (outcome_.reason == "guest-exit" && outcome_.status == 0)) {
+      outcome_.reason == "signal") {
     spdlog::info("{}", outcome_.message);
+  } else if (outcome_.reason == "guest-exit" && outcome_.status == 0) {
+    // A guest test's result is always one line, a passing one without "warning".
+    if (spdlog::should_log(spdlog::level::warn)) {
+      std::fprintf(stderr, "minivmm: %s\n", outcome_.message.c_str());
+    }
   } else if (outcome_.reason == "guest-exit") {
     spdlog::warn("{}", outcome_.message);  // a failing guest test says so on stderr
   } else {

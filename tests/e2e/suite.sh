@@ -335,8 +335,14 @@ if selected exit; then
       expect "exit status, $code through $via" "$code" "$status"
       expect "status file, $code through $via" "$code guest-exit" \
         "$(cut -d' ' -f1-2 "$run/exit-$via-$code.status" 2>&1)"
+      grep -q "minivmm: .*the guest reported status $code" "$run/exit-$via-$code.vmm" ||
+        fail "no stderr line says the guest reported $code ($via)"
     done
   done
+  # QEMU's isa-debug-exit formula at the port the guest writes: (3 << 1) | 1 = 7.
+  boot exit-qemu --kernel "$kernel" --initrd "$initrd" --cpus 1 --memory 256M \
+    --debug-exit qemu,iobase=0xf4,iosize=1 --cmdline "$(cmdline outb:3 minivmm.wait=0)"
+  expect "exit status, 3 through the QEMU formula" 7 "$status"
   end
 fi
 if selected timeout; then
