@@ -11,6 +11,7 @@ has no i8042), vCPUs (--cpus, default 2) and 512 MiB.
   guest_run.py blk   --minivmm BIN --kernel K --initrd I --scratch S [--runs N] --out F.tsv
   guest_run.py boot-formats --minivmm BIN --disk D --flavour SPEC [--flavour SPEC...]
                      [--runs N] --out F.tsv [--log L] [--failures F.txt] [--stage DIR]
+                     [--progress F] [--resume]
 
 --kernel-name labels the rows (TSV column "kernel", default cloud). --no-acpi is for a
 kernel that finds its devices on the command line (the minimal kernel): minivmm gets
@@ -32,6 +33,9 @@ boot-formats: the smoke boot of every (VMM, kernel flavour, kernel format) in on
   vcpu_entry_s (minivmm's main() to its first KVM_RUN, from its log), pass.
   A run that does not pass goes to --failures with its exit status and console tail.
   --stage DIR copies the kernels and initramfs into a new folder in DIR (a tmpfs) first.
+  Rows are written as they are measured; --progress FILE names the boot under way (removed at
+  the end), and --resume keeps the complete runs of an existing --out and repeats the others
+  whole (for a nested host that died: see bench/boot-formats.sh).
 
 blk: scenario shell on a scratch raw disk (vdb) with O_DIRECT in the guest and on the host
   (minivmm direct=on,engine=io_uring; QEMU cache=none,aio=io_uring). The harness waits for
@@ -180,6 +184,9 @@ def boot_formats(argv):
     ap.add_argument("--failures")
     ap.add_argument("--timeout", type=int, default=180)
     ap.add_argument("--stage", help="copy kernels and initramfs to a new folder in DIR (a tmpfs)")
+    ap.add_argument("--progress", help="FILE: the boot under way, removed when all are done")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the complete runs already in --out, repeat the incomplete ones")
     a = ap.parse_args(argv)
     flavours = [parse_flavour(s) for s in a.flavour]
     variants = [(f, vmm, fmt) for f in flavours for vmm in ("minivmm", "qemu-microvm")
@@ -199,40 +206,82 @@ def boot_formats(argv):
                       if stage.startswith(m[1].rstrip("/") + "/")), key=lambda m: len(m[0]))[1]
         print(f"guest_run.py: inputs staged in {stage} ({fstype})", file=sys.stderr, flush=True)
     logf = open(a.log, "a") if a.log else None
-    failf = open(a.failures, "w") if a.failures else None
-    rows = [{"vmm": vmm, "kernel": f["name"], "format": fmt, "run": -1, "init_wall_s": float("nan"),
-             "init_s": float("nan"), "done_s": float("nan"), "exit_wall_s": float("nan"),
-             "rc": "", "pass": 0, "nproc": 0, "entry": "", "vcpu_entry_s": float("nan"),
-             "note": why}
-            for f in flavours for (vmm, fmt), why in NOT_RUN.items()]
+    failf = open(a.failures, "a" if a.resume else "w") if a.failures else None
+    keys = ["vmm", "kernel", "format", "run", "init_wall_s", "init_s", "done_s", "exit_wall_s",
+            "rc", "pass", "nproc", "entry", "vcpu_entry_s", "note"]
+
+    def tsv_line(r):
+        return "\t".join(f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k]) for k in keys) + "\n"
+
     n = len(variants)
+    done_runs = set()
+    if a.resume and os.path.exists(a.out) and os.path.getsize(a.out) > 0:
+        # A nested host that died mid-run: keep the runs it finished, repeat the others whole,
+        # so that every run counted still has every variant from one host session.
+        with open(a.out) as f:
+            lines = [l.rstrip("\n").split("\t") for l in f if l.strip()]
+        old = [dict(zip(lines[0], l)) for l in lines[1:]]
+        count = {}
+        for r in old:
+            if r["run"] != "-1":
+                count[r["run"]] = count.get(r["run"], 0) + 1
+        done_runs = {int(k) for k, c in count.items() if c == n}
+        dropped = sorted({int(r["run"]) for r in old if r["run"] != "-1"} - done_runs)
+        with open(a.out, "w") as f:
+            f.write("\t".join(keys) + "\n")
+            for r in old:
+                if r["run"] == "-1" or int(r["run"]) in done_runs:
+                    f.write("\t".join(r.get(k, "") for k in keys) + "\n")
+        for i in dropped:
+            msg = (f"==== run {i}: {count[str(i)]} of its {n} boots were done when the previous "
+                   f"nested host session ended; they are dropped and run {i} is repeated whole\n")
+            print(msg, end="", file=sys.stderr, flush=True)
+            if failf:
+                failf.write(msg)
+    else:
+        with open(a.out, "w") as f:
+            f.write("\t".join(keys) + "\n")
+            for (vmm, fmt), why in NOT_RUN.items():
+                for fl in flavours:
+                    f.write(tsv_line({"vmm": vmm, "kernel": fl["name"], "format": fmt, "run": -1,
+                                      "init_wall_s": float("nan"), "init_s": float("nan"),
+                                      "done_s": float("nan"), "exit_wall_s": float("nan"), "rc": "",
+                                      "pass": 0, "nproc": 0, "entry": "",
+                                      "vcpu_entry_s": float("nan"), "note": why}))
+    tsv = open(a.out, "a")  # a row as soon as it is measured: a dying host loses one boot
     for i in range(a.runs):
+        if i in done_runs:
+            continue
         # Rotate by i and reverse every other run: each variant comes early and late alike.
         order = variants[i % n:] + variants[:i % n]
         if i % 2:
             order.reverse()
         for flav, vmm, fmt in order:
             cmd = variant_cmd(a, flav, vmm, fmt)
-            rc, wall, out, seen = run(cmd, timeout=a.timeout,
-                                      marks={"init": INIT_LINE})
+            if a.progress:
+                with open(a.progress, "w") as pf:
+                    pf.write(f"{vmm} {flav['name']} {fmt} run {i}\n")
+            rc, wall, out, seen = run(cmd, timeout=a.timeout, marks={"init": INIT_LINE})
             entry = ""
             if vmm == "minivmm":
                 m = re.search(r"minivmm: info: kernel: ([^,\n]+), entry (0x[0-9a-f]+)", out)
                 entry = f"{m.group(1)} {m.group(2)}" if m else "?"
             ok = "status=pass" in out and rc == 0
+            nproc = re.search(r"MINIVMM-RESULT nproc=(\d+)", out)
             row = {"vmm": vmm, "kernel": flav["name"], "format": fmt, "run": i,
                    "init_wall_s": seen.get("init", float("nan")),
                    "init_s": fnum(r"MINIVMM-RESULT init=start uptime=([0-9.]+)", out),
                    "done_s": fnum(r"MINIVMM-RESULT scenario=\S+ status=\S+ rc=\d+ uptime=([0-9.]+)", out),
                    "exit_wall_s": wall, "rc": rc, "pass": int(ok),
-                   "nproc": int(m.group(1)) if (m := re.search(r"MINIVMM-RESULT nproc=(\d+)", out)) else 0,
+                   "nproc": int(nproc.group(1)) if nproc else 0,
                    "entry": entry.replace(" ", "_"),
                    # minivmm only: main() to the boot vCPU's first KVM_RUN (kernel loaded).
                    "vcpu_entry_s": fnum(r"vCPU 0 entered the guest at ([0-9.]+) ms", out) / 1000,
                    "note": ""}
             if rc < 0 or wall >= a.timeout:
                 row["note"] = f"killed_after_{a.timeout}s"
-            rows.append(row)
+            tsv.write(tsv_line(row))
+            tsv.flush()
             print(vmm, flav["name"], fmt, i, row, file=sys.stderr, flush=True)
             if logf:
                 logf.write(f"==== {vmm} {flav['name']} {fmt} run {i}: {' '.join(cmd)}\n{out}\n")
@@ -245,15 +294,11 @@ def boot_formats(argv):
                             f"scenario {'passed' if 'status=pass' in out else 'did not pass'}\n"
                             f"$ {' '.join(cmd)}\n{tail}\n")
                 failf.flush()
+    tsv.close()
+    if a.progress and os.path.exists(a.progress):
+        os.remove(a.progress)
     if stage:
         shutil.rmtree(stage, ignore_errors=True)
-    keys = list(rows[-1].keys())
-    with open(a.out, "w") as f:
-        f.write("\t".join(keys) + "\n")
-        for r in rows:
-            f.write("\t".join(f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k])
-                              for k in keys) + "\n")
-
 
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "boot-formats":
