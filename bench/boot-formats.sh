@@ -52,18 +52,36 @@ disk="$("$root/images/build-disk.sh" --out "$work/disk.img")"
 (while :; do echo "$(date +%s) $(cat /proc/loadavg)"; sleep 15; done) >"$out/boot-formats.load" &
 sampler=$!
 trap 'kill "$sampler" 2>/dev/null; rm -rf "$work"' EXIT
-rc=0
-# --stage /dev/shm: the nested host's tmpfs (see guest_run.py).
-MINIVMM_NESTED_QUIET=1 "$root/images/with-kvm.sh" /usr/bin/python3 "$here/guest_run.py" boot-formats \
-  --minivmm "$minivmm" --disk "$disk" "${flavours[@]}" --runs "$runs" \
-  --out "$work/boot-formats.tsv" --log "$work/boot-formats.log" \
-  --failures "$work/boot-formats.failures.txt" --stage /dev/shm || rc=$?
+# --stage /dev/shm: the nested host's tmpfs (see guest_run.py). A nested host that dies
+# mid-run (README, "Known issues") ends the session: the boot under way is recorded as a
+# failure with the runner's words, and a fresh session repeats the incomplete runs (at most
+# BOOT_FORMAT_SESSIONS sessions in all, default 3).
+sessions=0 rc=0
+max_sessions="${BOOT_FORMAT_SESSIONS:-3}"
+resume=()
+while ((sessions < max_sessions)); do
+  sessions=$((sessions + 1))
+  rc=0
+  MINIVMM_NESTED_QUIET=1 "$root/images/with-kvm.sh" /usr/bin/python3 "$here/guest_run.py" boot-formats \
+    --minivmm "$minivmm" --disk "$disk" "${flavours[@]}" --runs "$runs" \
+    --out "$work/boot-formats.tsv" --log "$work/boot-formats.log" \
+    --failures "$work/boot-formats.failures.txt" --stage /dev/shm \
+    --progress "$work/progress" "${resume[@]}" 2>"$work/runner.err" || rc=$?
+  cat "$work/runner.err" >&2
+  [[ -f $work/progress ]] || break
+  {
+    echo "==== $(cat "$work/progress"): the nested host session ended during this boot (session $sessions, runner exit $rc); the runner said:"
+    grep -E '^\[run-in-nested-host.sh\]|^  \|' "$work/runner.err" | tail -n 15 || true
+  } >>"$work/boot-formats.failures.txt"
+  rm -f "$work/progress"
+  resume=(--resume)
+done
 kill "$sampler" 2>/dev/null || true
 for f in boot-formats.tsv boot-formats.log boot-formats.failures.txt; do
   [[ -f $work/$f ]] && cp "$work/$f" "$out/$f"
 done
 {
-  echo "nested=$("$root/images/detect-kvm.sh") runs=$runs minivmm=$minivmm"
+  echo "nested=$("$root/images/detect-kvm.sh") runs=$runs nested-host-sessions=$sessions minivmm=$minivmm ($(git -C "$root" rev-parse --short HEAD 2>/dev/null))"
   printf '%s\n' "${env_lines[@]}"
   if [[ $rc != 0 ]]; then echo "guest_run.py boot-formats exited $rc"; fi
 } >"$out/boot-formats.env"
