@@ -51,7 +51,7 @@ disk="$("$root/images/build-disk.sh" --out "$work/disk.img")"
 # The machine's load while it runs (outside the nested host): one /proc/loadavg a 15 s.
 (while :; do echo "$(date +%s) $(cat /proc/loadavg)"; sleep 15; done) >"$out/boot-formats.load" &
 sampler=$!
-trap 'kill "$sampler" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill "$sampler" 2>/dev/null || true; rm -rf "$work"' EXIT
 # --stage /dev/shm: the nested host's tmpfs (see guest_run.py). A nested host that dies
 # mid-run (README, "Known issues") ends the session: the boot under way is recorded as a
 # failure with the runner's words, and a fresh session repeats the incomplete runs (at most
