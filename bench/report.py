@@ -340,14 +340,28 @@ if rows:
             init_meds.append(med(iw))
             # The fastest path of a VMM: the lowest median among variants that passed in most runs.
             if iw and 2 * ok > len(runs_) and (vmm not in best or med(iw) < best[vmm][0]):
-                best[vmm] = (med(iw), label)
+                best[vmm] = (med(iw), label, min(iw), max(iw), f)
         series.append((f"{k}: exec → /init", init_meds[:5]))  # QEMU 64-bit: never run
         m, q = best.get("minivmm"), best.get("qemu-microvm")
         r_ = ratio(q[0], m[0], 2) if m and q else "n/a"
         md.append(f"\nFastest path to /init (wall): minivmm "
                   f"{m[1].replace('minivmm, ', '') + ', ' + fmt(m[0], 2) + ' s' if m else 'n/a'}; QEMU "
                   f"{q[1].replace('QEMU microvm, ', '') + ', ' + fmt(q[0], 2) + ' s' if q else 'n/a'}; "
-                  f"QEMU / minivmm {r_}; target {BOOT_TARGETS.get(k, (0, 'none'))[1]}.\n")
+                  f"QEMU / minivmm {r_}; target {BOOT_TARGETS.get(k, (0, 'none'))[1]}."
+                  + (" Their min–max ranges overlap." if m and q and m[2] <= q[3] and q[2] <= m[3]
+                     else "") + "\n")
+        if m and q:
+            # Paired by run: both boots of a pair ran within a minute of each other, same load.
+            def by_run(vmm, f):
+                return {r["run"]: float(r["init_wall_s"]) for r in bf_rows(k, vmm, f)
+                        if r.get("pass") == "1" and r["run"] != "-1"}
+            a_, b_ = by_run("minivmm", m[4]), by_run("qemu-microvm", q[4])
+            pairs = [b_[i] / a_[i] for i in a_ if i in b_ and a_[i] > 0]
+            if pairs:
+                md.append(f"Paired by run (the two boots of a run are under the same load): "
+                          f"QEMU / minivmm {fmt(med(pairs), 2)}× ({fmt(min(pairs), 2)}–"
+                          f"{fmt(max(pairs), 2)}); minivmm faster in {sum(p > 1 for p in pairs)} "
+                          f"of {len(pairs)} runs.\n")
         summary.append((f"Linux ({k} kernel, nested), fastest path exec → /init, wall (s)",
                         f"{fmt(m[0], 2)} ({m[1].replace('minivmm, ', '')})" if m else "n/a",
                         f"QEMU {fmt(q[0], 2)} ({q[1].replace('QEMU microvm, ', '')}); QEMU/minivmm {r_}"
