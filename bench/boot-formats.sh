@@ -10,7 +10,8 @@
 # them. BOOT_FORMAT_KERNELS="cloud minimal" picks the kernels.
 # Writes OUTDIR/boot-formats.tsv, .log (every console), .failures.txt (exit status and
 # console tail of each run that did not pass), .load (the machine's /proc/loadavg every 15 s
-# while it ran) and .env. Figures, not pass/fail.
+# while it ran) and .env, and keeps a copy of the TSV and load in OUTDIR/boot-formats-history/.
+# Figures, not pass/fail.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -80,6 +81,14 @@ kill "$sampler" 2>/dev/null || true
 for f in boot-formats.tsv boot-formats.log boot-formats.failures.txt; do
   [[ -f $work/$f ]] && cp "$work/$f" "$out/$f"
 done
+# Every set of runs is also kept in OUTDIR/boot-formats-history/ (which run-all.sh leaves in
+# place): report.py compares the sets, since one set's ratio moves with the machine's load.
+if [[ -s $out/boot-formats.tsv ]]; then
+  stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+  mkdir -p "$out/boot-formats-history"
+  cp "$out/boot-formats.tsv" "$out/boot-formats-history/$stamp.tsv"
+  cp "$out/boot-formats.load" "$out/boot-formats-history/$stamp.load"
+fi
 {
   echo "nested=$("$root/images/detect-kvm.sh") runs=$runs nested-host-sessions=$sessions minivmm=$minivmm ($(git -C "$root" rev-parse --short HEAD 2>/dev/null))"
   printf '%s\n' "${env_lines[@]}"

@@ -304,6 +304,29 @@ BOOT_VARIANTS = [("minivmm", "bzImage", "minivmm, bzImage"),
                  ("qemu-microvm", "vmlinux-64bit", "QEMU microvm, vmlinux, 64-bit entry")]
 BOOT_TARGETS = {"minimal": (1.3, "QEMU/minivmm ≥ 1.3× (fastest path of each)"),
                 "cloud": (1.0, "QEMU/minivmm ≥ 1 (never slower than QEMU)")}
+
+
+def bf_fastest(rs, k):
+    """The fastest path of each VMM on kernel k (lowest median exec → /init among the variants
+    that passed in most runs) as (median, label, min, max, format), and the ratios QEMU / minivmm
+    of those two paths' boots paired by run."""
+    best, by_run = {}, {}
+    for vmm, f, label in BOOT_VARIANTS:
+        runs_ = [r for r in rs if r["kernel"] == k and r["vmm"] == vmm and r["format"] == f
+                 and r["run"] != "-1"]
+        iw = values([r for r in runs_ if r.get("pass") == "1"], vmm, "init_wall_s")
+        ok = sum(r.get("pass") == "1" for r in runs_)
+        if iw and 2 * ok > len(runs_) and (vmm not in best or med(iw) < best[vmm][0]):
+            best[vmm] = (med(iw), label, min(iw), max(iw), f)
+            by_run[vmm] = {r["run"]: float(r["init_wall_s"]) for r in runs_ if r.get("pass") == "1"}
+    m, q = best.get("minivmm"), best.get("qemu-microvm")
+    pairs = []
+    if m and q:  # both boots of a pair ran in the same minute, under the same load
+        a_, b_ = by_run["minivmm"], by_run["qemu-microvm"]
+        pairs = [b_[i] / a_[i] for i in a_ if i in b_ and a_[i] > 0]
+    return m, q, pairs
+
+
 if rows:
     def bf_rows(kernel, vmm, fmt):
         return [r for r in rows if r["kernel"] == kernel and r["vmm"] == vmm and r["format"] == fmt]
@@ -319,7 +342,6 @@ if rows:
                   "| VMM, kernel format | exec → /init (wall) | guest uptime at /init "
                   "| main() → first KVM_RUN (minivmm's log) | exec → VMM exit (wall) | passed "
                   "| entry minivmm logged |\n|---|---|---|---|---|---|---|\n")
-        best = {}
         init_meds = []
         for vmm, f, label in BOOT_VARIANTS:
             rs = bf_rows(k, vmm, f)
@@ -338,11 +360,8 @@ if rows:
                       f"| {spread(bf_values(k, vmm, f, 'exit_wall_s'), 2)} | {ok} of {len(runs_)} "
                       f"| {', '.join(entries) if entries else '—'} |\n")
             init_meds.append(med(iw))
-            # The fastest path of a VMM: the lowest median among variants that passed in most runs.
-            if iw and 2 * ok > len(runs_) and (vmm not in best or med(iw) < best[vmm][0]):
-                best[vmm] = (med(iw), label, min(iw), max(iw), f)
         series.append((f"{k}: exec → /init", init_meds[:5]))  # QEMU 64-bit: never run
-        m, q = best.get("minivmm"), best.get("qemu-microvm")
+        m, q, pairs = bf_fastest(rows, k)
         r_ = ratio(q[0], m[0], 2) if m and q else "n/a"
         md.append(f"\nFastest path to /init (wall): minivmm "
                   f"{m[1].replace('minivmm, ', '') + ', ' + fmt(m[0], 2) + ' s' if m else 'n/a'}; QEMU "
@@ -350,18 +369,11 @@ if rows:
                   f"QEMU / minivmm {r_}; target {BOOT_TARGETS.get(k, (0, 'none'))[1]}."
                   + (" Their min–max ranges overlap." if m and q and m[2] <= q[3] and q[2] <= m[3]
                      else "") + "\n")
-        if m and q:
-            # Paired by run: both boots of a pair ran within a minute of each other, same load.
-            def by_run(vmm, f):
-                return {r["run"]: float(r["init_wall_s"]) for r in bf_rows(k, vmm, f)
-                        if r.get("pass") == "1" and r["run"] != "-1"}
-            a_, b_ = by_run("minivmm", m[4]), by_run("qemu-microvm", q[4])
-            pairs = [b_[i] / a_[i] for i in a_ if i in b_ and a_[i] > 0]
-            if pairs:
-                md.append(f"Paired by run (the two boots of a run are under the same load): "
-                          f"QEMU / minivmm {fmt(med(pairs), 2)}× ({fmt(min(pairs), 2)}–"
-                          f"{fmt(max(pairs), 2)}); minivmm faster in {sum(p > 1 for p in pairs)} "
-                          f"of {len(pairs)} runs.\n")
+        if pairs:
+            md.append(f"Paired by run (the two boots of a run are under the same load): "
+                      f"QEMU / minivmm {fmt(med(pairs), 2)}× ({fmt(min(pairs), 2)}–"
+                      f"{fmt(max(pairs), 2)}); minivmm faster in {sum(p > 1 for p in pairs)} "
+                      f"of {len(pairs)} runs.\n")
         summary.append((f"Linux ({k} kernel, nested), fastest path exec → /init, wall (s)",
                         f"{fmt(m[0], 2)} ({m[1].replace('minivmm, ', '')})" if m else "n/a",
                         f"QEMU {fmt(q[0], 2)} ({q[1].replace('QEMU microvm, ', '')}); QEMU/minivmm {r_}"
@@ -374,6 +386,31 @@ if rows:
                   + "\n".join(lines[:200]) + ("\n…" if len(lines) > 200 else "") + "\n```\n")
     else:
         md.append("\nEvery run passed.\n")
+    hdir = os.path.join(res, "boot-formats-history")
+    hist = sorted(f[:-4] for f in os.listdir(hdir) if f.endswith(".tsv")) if os.path.isdir(hdir) else []
+    if len(hist) > 1:
+        md.append("\nEvery set of runs kept in the results directory (`boot-formats-history/`; the "
+                  "set above is the last), each read the same way; a set's ratio moves with the "
+                  "machine's load (which includes up to 2 from this nested host itself):\n\n| set (UTC) | runs | load, 1 min: min–median–max | kernel | minivmm fastest "
+                  "| QEMU fastest | QEMU / minivmm, medians | paired by run: median, minivmm faster in |\n"
+                  "|---|---|---|---|---|---|---|---|\n")
+        for h in hist:
+            hrows = read_tsv(os.path.join("boot-formats-history", h + ".tsv")) or []
+            hl = [float(x.split()[1]) for x in (read_text(os.path.join("boot-formats-history", h + ".load"))
+                                                or "").splitlines() if len(x.split()) >= 4]
+            note = read_text(os.path.join("boot-formats-history", h + ".note"))
+            nruns = len({r["run"] for r in hrows if r["run"] != "-1"})
+            for k, _ in KERNELS:
+                if not any(r["kernel"] == k for r in hrows):
+                    continue
+                hm, hq, hp = bf_fastest(hrows, k)
+                md.append(f"| {h}{' (' + note + ')' if note else ''} | {nruns} | "
+                          + (f"{fmt(min(hl), 2)}–{fmt(med(hl), 2)}–{fmt(max(hl), 2)}" if hl else "n/a")
+                          + f" | {k} | {hm[1].replace('minivmm, ', '') + ' ' + fmt(hm[0], 2) if hm else 'n/a'} "
+                          f"| {hq[1].replace('QEMU microvm, ', '') + ' ' + fmt(hq[0], 2) if hq else 'n/a'} "
+                          f"| {ratio(hq[0], hm[0], 2) if hm and hq else 'n/a'} "
+                          f"| {fmt(med(hp), 2) + '×, ' + str(sum(p > 1 for p in hp)) + ' of ' + str(len(hp)) if hp else 'n/a'} |\n")
+                note = None  # once per set
     md.append("\n![boot by kernel format](boot-formats.png)\n")
     bar_chart("boot-formats.png", "Linux boot by kernel format, exec to /init, nested KVM (median)", "s",
               series, [label for _, _, label in BOOT_VARIANTS[:5]])
