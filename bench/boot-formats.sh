@@ -55,7 +55,8 @@ sampler=$!
 trap 'kill "$sampler" 2>/dev/null || true; rm -rf "$work"' EXIT
 # --stage /dev/shm: the nested host's tmpfs (see guest_run.py). A nested host that dies
 # mid-run (README, "Known issues") ends the session: the boot under way is recorded as a
-# failure with the runner's words, and a fresh session repeats the incomplete runs (at most
+# failure with the runner's words (every line it said, the last 6 of the host console it
+# shows), and a fresh session repeats the incomplete runs (at most
 # BOOT_FORMAT_SESSIONS sessions in all, default 3).
 sessions=0 rc=0
 max_sessions="${BOOT_FORMAT_SESSIONS:-3}"
@@ -72,7 +73,8 @@ while ((sessions < max_sessions)); do
   [[ -f $work/progress ]] || break
   {
     echo "==== $(cat "$work/progress"): the nested host session ended during this boot (session $sessions, runner exit $rc); the runner said:"
-    grep -E '^\[run-in-nested-host.sh\]|^  \|' "$work/runner.err" | tail -n 15 || true
+    grep -F '[run-in-nested-host.sh]' "$work/runner.err" || true
+    grep -E '^  \|' "$work/runner.err" | tail -n 6 || true
   } >>"$work/boot-formats.failures.txt"
   rm -f "$work/progress"
   resume=(--resume)
