@@ -327,7 +327,22 @@ def bf_fastest(rs, k):
     return m, q, pairs
 
 
+def bf_history():
+    """Every set kept in boot-formats-history/: (name, note, runs, load samples, rows)."""
+    hdir = os.path.join(res, "boot-formats-history")
+    sets = []
+    for h in sorted(f[:-4] for f in os.listdir(hdir) if f.endswith(".tsv")) if os.path.isdir(hdir) else []:
+        hrows = read_tsv(os.path.join("boot-formats-history", h + ".tsv")) or []
+        hl = [float(x.split()[1]) for x in (read_text(os.path.join("boot-formats-history", h + ".load"))
+                                            or "").splitlines() if len(x.split()) >= 4]
+        sets.append((h, read_text(os.path.join("boot-formats-history", h + ".note")),
+                     len({r["run"] for r in hrows if r["run"] != "-1"}), hl, hrows))
+    return sets
+
+
 if rows:
+    hist = bf_history()
+
     def bf_rows(kernel, vmm, fmt):
         return [r for r in rows if r["kernel"] == kernel and r["vmm"] == vmm and r["format"] == fmt]
 
@@ -374,10 +389,12 @@ if rows:
                       f"QEMU / minivmm {fmt(med(pairs), 2)}× ({fmt(min(pairs), 2)}–"
                       f"{fmt(max(pairs), 2)}); minivmm faster in {sum(p > 1 for p in pairs)} "
                       f"of {len(pairs)} runs.\n")
+        hr = [hq[0] / hm[0] for hm, hq, _ in (bf_fastest(h[4], k) for h in hist) if hm and hq]
         summary.append((f"Linux ({k} kernel, nested), fastest path exec → /init, wall (s)",
                         f"{fmt(m[0], 2)} ({m[1].replace('minivmm, ', '')})" if m else "n/a",
                         f"QEMU {fmt(q[0], 2)} ({q[1].replace('QEMU microvm, ', '')}); QEMU/minivmm {r_}"
-                        if q else "n/a", BOOT_TARGETS.get(k, (0, ""))[1]))
+                        + (f" (all {len(hr)} sets kept: {fmt(min(hr), 2)}–{fmt(max(hr), 2)}×)"
+                           if len(hr) > 1 else "") if q else "n/a", BOOT_TARGETS.get(k, (0, ""))[1]))
     fails = read_text("boot-formats.failures.txt")
     if fails:
         lines = fails.splitlines()
@@ -386,20 +403,13 @@ if rows:
                   + "\n".join(lines[:200]) + ("\n…" if len(lines) > 200 else "") + "\n```\n")
     else:
         md.append("\nEvery run passed.\n")
-    hdir = os.path.join(res, "boot-formats-history")
-    hist = sorted(f[:-4] for f in os.listdir(hdir) if f.endswith(".tsv")) if os.path.isdir(hdir) else []
     if len(hist) > 1:
         md.append("\nEvery set of runs kept in the results directory (`boot-formats-history/`; the "
                   "set above is the last), each read the same way; a set's ratio moves with the "
                   "machine's load (which includes up to 2 from this nested host itself):\n\n| set (UTC) | runs | load, 1 min: min–median–max | kernel | minivmm fastest "
                   "| QEMU fastest | QEMU / minivmm, medians | paired by run: median, minivmm faster in |\n"
                   "|---|---|---|---|---|---|---|---|\n")
-        for h in hist:
-            hrows = read_tsv(os.path.join("boot-formats-history", h + ".tsv")) or []
-            hl = [float(x.split()[1]) for x in (read_text(os.path.join("boot-formats-history", h + ".load"))
-                                                or "").splitlines() if len(x.split()) >= 4]
-            note = read_text(os.path.join("boot-formats-history", h + ".note"))
-            nruns = len({r["run"] for r in hrows if r["run"] != "-1"})
+        for h, note, nruns, hl, hrows in hist:
             for k, _ in KERNELS:
                 if not any(r["kernel"] == k for r in hrows):
                     continue
