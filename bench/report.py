@@ -285,8 +285,10 @@ spread is wide; the ratio is the figure to read.
 
 # 3b. Boot by kernel format -------------------------------------------------------------
 rows = read_tsv("boot-formats.tsv")
-# console-bench's report keeps the old page's text of a section with no raw results: mark ours.
+# console-bench's report keeps the old page's text and Summary rows of a section with no raw
+# results: mark ours, and name our rows' prefix (not "Linux (", which section 3's are).
 globals().get("section", lambda *a: None)("3b", bool(rows))
+globals().get("SUMMARY_PREFIXES", {})["3b"] = ("Boot by kernel format",)
 md.append(header("bootfmt", "3b. Linux boot by kernel format: bzImage vs ELF vmlinux (PVH, 64-bit entry)"))
 benv = read_text("boot-formats.env")
 if benv:
@@ -390,7 +392,7 @@ if rows:
                       f"{fmt(max(pairs), 2)}); minivmm faster in {sum(p > 1 for p in pairs)} "
                       f"of {len(pairs)} runs.\n")
         hr = [hq[0] / hm[0] for hm, hq, _ in (bf_fastest(h[4], k) for h in hist) if hm and hq]
-        summary.append((f"Linux ({k} kernel, nested), fastest path exec → /init, wall (s)",
+        summary.append((f"Boot by kernel format ({k} kernel, nested): fastest path exec → /init, wall (s)",
                         f"{fmt(m[0], 2)} ({m[1].replace('minivmm, ', '')})" if m else "n/a",
                         f"QEMU {fmt(q[0], 2)} ({q[1].replace('QEMU microvm, ', '')}); QEMU/minivmm {r_}"
                         + (f" (all {len(hr)} sets kept: {fmt(min(hr), 2)}–{fmt(max(hr), 2)}×)"
