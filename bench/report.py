@@ -433,8 +433,8 @@ The same kernel twice: the bzImage and the ELF `vmlinux` inside it (cloud kernel
 `images/extract-vmlinux.sh`, LZ4-compressed in the bzImage; minimal kernel: the build's own
 `vmlinux`, `CONFIG_PVH=y`, debug info stripped), with section 3's initramfs, disk, memory,
 vCPUs, options and command line per kernel (minimal: minivmm `--no-acpi --virtio-cmdline
---cpus 1`, QEMU `-M microvm,acpi=off -smp 1`). minivmm: `--kernel bzImage` (its 64-bit entry,
-after the kernel's own decompressor), `--kernel vmlinux --elf-entry pvh` (32-bit PVH entry with
+--cpus 1`, QEMU `-M microvm,acpi=off -smp 1`). minivmm: `--kernel bzImage` (the bzImage's
+64-bit entry; the kernel then decompresses itself), `--kernel vmlinux --elf-entry pvh` (32-bit PVH entry with
 `hvm_start_info`) and `--elf-entry 64bit` (the ELF entry through the 64-bit boot protocol);
 QEMU: `-kernel bzImage` (qboot, then the real-mode setup code) and `-kernel vmlinux` (QEMU
 finds the PVH note and enters there through its `pvh.bin` option ROM); QEMU has no 64-bit
