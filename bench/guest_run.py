@@ -9,6 +9,9 @@ has no i8042), vCPUs (--cpus, default 2) and 512 MiB.
   guest_run.py boot  --minivmm BIN --kernel K --initrd I --disk D [--runs N] --out F.tsv
                      [--kernel-name NAME] [--no-acpi] [--cpus N] [--append]
   guest_run.py blk   --minivmm BIN --kernel K --initrd I --scratch S [--runs N] --out F.tsv
+  guest_run.py boot-formats --minivmm BIN --disk D --flavour SPEC [--flavour SPEC...]
+                     [--runs N] --out F.tsv [--log L] [--failures F.txt] [--stage DIR]
+                     [--progress F] [--resume]
 
 --kernel-name labels the rows (TSV column "kernel", default cloud). --no-acpi is for a
 kernel that finds its devices on the command line (the minimal kernel): minivmm gets
@@ -18,6 +21,22 @@ both end through a reboot (minivmm.exit=reboot: without ACPI there is no power-o
 
 boot: scenario smoke; per run: init_s (guest uptime at /init, MINIVMM-RESULT init=start),
   done_s (scenario finished, guest uptime) and wall_s (exec to exit).
+boot-formats: the smoke boot of every (VMM, kernel flavour, kernel format) in one process,
+  interleaved: each run boots every variant once, in an order rotated from run to run.
+  SPEC = NAME,bzimage=PATH,vmlinux=PATH,initrd=PATH[,acpi=off][,cpus=N] (the same kernel as a
+  bzImage and as its ELF vmlinux; acpi=off as --no-acpi above; cpus default 2). Formats:
+  bzImage (both VMMs), vmlinux-pvh (minivmm --elf-entry pvh; QEMU -kernel vmlinux, which it
+  enters through the PVH note), vmlinux-64bit (minivmm --elf-entry 64bit; QEMU has no 64-bit
+  entry for an ELF kernel: not run). Per run, besides boot's columns: init_wall_s (exec to the
+  /init line on the console, host clock: guest uptime starts after the bzImage decompressor,
+  so only this one sees it), exit_wall_s (= wall_s), entry (the entry minivmm logged),
+  vcpu_entry_s (minivmm's main() to its first KVM_RUN, from its log), pass.
+  A run that does not pass goes to --failures with its exit status and console tail.
+  --stage DIR copies the kernels and initramfs into a new folder in DIR (a tmpfs) first.
+  Rows are written as they are measured; --progress FILE names the boot under way (removed at
+  the end), and --resume keeps the complete runs of an existing --out and repeats the others
+  whole (for a nested host that died: see bench/boot-formats.sh).
+
 blk: scenario shell on a scratch raw disk (vdb) with O_DIRECT in the guest and on the host
   (minivmm direct=on,engine=io_uring; QEMU cache=none,aio=io_uring). The harness waits for
   the shell, then sends busybox dd runs: 1 MiB sequential write and read, and 4 KiB
@@ -28,8 +47,10 @@ import argparse
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 BASE_APPEND = "console=ttyS0 panic=-1 quiet initcall_blacklist=cmos_init"
@@ -72,9 +93,12 @@ def qemu_cmd(a, disks, scenario):
     return cmd
 
 
-def run(cmd, send_after=None, commands=(), timeout=300):
-    """Runs cmd; when send_after appears on the console, writes commands to its stdin."""
+def run(cmd, send_after=None, commands=(), timeout=300, marks=None):
+    """Runs cmd; when send_after appears on the console, writes commands to its stdin.
+    marks: {name: bytes}; when given, a 4th value is returned: {name: seconds from exec until
+    that text first appeared on the console}."""
     t0 = time.perf_counter()
+    seen = {}
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT)
     out = b""
@@ -91,6 +115,9 @@ def run(cmd, send_after=None, commands=(), timeout=300):
         if not chunk:
             break
         out += chunk
+        for name, pat in (marks or {}).items():
+            if name not in seen and pat in out[-(len(chunk) + len(pat)):]:
+                seen[name] = time.perf_counter() - t0
         if not sent and send_after.encode() in out:
             sent = True
             for c in commands:
@@ -99,7 +126,10 @@ def run(cmd, send_after=None, commands=(), timeout=300):
             p.stdin.write(b"sleep 1; exit\n")
             p.stdin.flush()
     p.wait()
-    return p.returncode, time.perf_counter() - t0, out.decode(errors="replace")
+    wall = time.perf_counter() - t0
+    if marks is not None:
+        return p.returncode, wall, out.decode(errors="replace"), seen
+    return p.returncode, wall, out.decode(errors="replace")
 
 
 def fnum(pattern, text):
@@ -107,7 +137,172 @@ def fnum(pattern, text):
     return float(m.group(1)) if m else float("nan")
 
 
+# boot-formats ---------------------------------------------------------------------------
+FORMATS = ["bzImage", "vmlinux-pvh", "vmlinux-64bit"]
+# Variants with no command: the reason goes into the TSV (one row per flavour, run -1).
+NOT_RUN = {("qemu-microvm", "vmlinux-64bit"):
+           "QEMU boots an ELF kernel only through its PVH note; it has no 64-bit entry for one"}
+INIT_LINE = b"MINIVMM-RESULT init=start"
+
+
+def parse_flavour(spec):
+    name, _, rest = spec.partition(",")
+    f = {"name": name, "acpi": "on", "cpus": "2"}
+    for kv in filter(None, rest.split(",")):
+        k, _, v = kv.partition("=")
+        if k not in ("bzimage", "vmlinux", "initrd", "acpi", "cpus") or not v:
+            raise SystemExit(f"guest_run.py: --flavour {spec}: bad key '{kv}'")
+        f[k] = v
+    for k in ("bzimage", "vmlinux", "initrd"):
+        if k not in f:
+            raise SystemExit(f"guest_run.py: --flavour {spec}: {k}= is missing")
+    return f
+
+
+def variant_cmd(a, flav, vmm, fmt):
+    """The command line of one variant, from boot's own minivmm_cmd / qemu_cmd."""
+    ns = argparse.Namespace(minivmm=a.minivmm, initrd=flav["initrd"], cpus=int(flav["cpus"]),
+                            no_acpi=flav["acpi"] == "off",
+                            kernel=flav["bzimage"] if fmt == "bzImage" else flav["vmlinux"])
+    disks = [(a.disk, "minidisk")]
+    if vmm == "minivmm":
+        cmd = minivmm_cmd(ns, disks, "smoke")
+        if fmt != "bzImage":
+            cmd += ["--elf-entry", fmt.split("-")[1]]
+        return cmd
+    return qemu_cmd(ns, disks, "smoke")
+
+
+def boot_formats(argv):
+    ap = argparse.ArgumentParser(prog="guest_run.py boot-formats")
+    ap.add_argument("--minivmm", required=True)
+    ap.add_argument("--disk", required=True)
+    ap.add_argument("--flavour", action="append", required=True)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--log")
+    ap.add_argument("--failures")
+    ap.add_argument("--timeout", type=int, default=180)
+    ap.add_argument("--stage", help="copy kernels and initramfs to a new folder in DIR (a tmpfs)")
+    ap.add_argument("--progress", help="FILE: the boot under way, removed when all are done")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the complete runs already in --out, repeat the incomplete ones")
+    a = ap.parse_args(argv)
+    flavours = [parse_flavour(s) for s in a.flavour]
+    variants = [(f, vmm, fmt) for f in flavours for vmm in ("minivmm", "qemu-microvm")
+                for fmt in FORMATS if (vmm, fmt) not in NOT_RUN]
+    stage = None
+    if a.stage:
+        # Kernels and initramfs from RAM: in the nested host the images cache is a 9p export
+        # without page cache (cache=mmap), where every boot would read the 53 MB cloud
+        # vmlinux through 9p again; a VMM host has its kernel in the page cache.
+        stage = tempfile.mkdtemp(prefix="boot-formats.", dir=a.stage)
+        for f in flavours:
+            for k in ("bzimage", "vmlinux", "initrd"):
+                dst = os.path.join(stage, f"{f['name']}-{k}-{os.path.basename(f[k])}")
+                shutil.copyfile(f[k], dst)
+                f[k] = dst
+        fstype = max(((m[1], m[2]) for m in (l.split() for l in open("/proc/mounts"))
+                      if stage.startswith(m[1].rstrip("/") + "/")), key=lambda m: len(m[0]))[1]
+        print(f"guest_run.py: inputs staged in {stage} ({fstype})", file=sys.stderr, flush=True)
+    logf = open(a.log, "a") if a.log else None
+    failf = open(a.failures, "a" if a.resume else "w") if a.failures else None
+    keys = ["vmm", "kernel", "format", "run", "init_wall_s", "init_s", "done_s", "exit_wall_s",
+            "rc", "pass", "nproc", "entry", "vcpu_entry_s", "note"]
+
+    def tsv_line(r):
+        return "\t".join(f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k]) for k in keys) + "\n"
+
+    n = len(variants)
+    done_runs = set()
+    if a.resume and os.path.exists(a.out) and os.path.getsize(a.out) > 0:
+        # A nested host that died mid-run: keep the runs it finished, repeat the others whole,
+        # so that every run counted still has every variant from one host session.
+        with open(a.out) as f:
+            lines = [l.rstrip("\n").split("\t") for l in f if l.strip()]
+        old = [dict(zip(lines[0], l)) for l in lines[1:]]
+        count = {}
+        for r in old:
+            if r["run"] != "-1":
+                count[r["run"]] = count.get(r["run"], 0) + 1
+        done_runs = {int(k) for k, c in count.items() if c == n}
+        dropped = sorted({int(r["run"]) for r in old if r["run"] != "-1"} - done_runs)
+        with open(a.out, "w") as f:
+            f.write("\t".join(keys) + "\n")
+            for r in old:
+                if r["run"] == "-1" or int(r["run"]) in done_runs:
+                    f.write("\t".join(r.get(k, "") for k in keys) + "\n")
+        for i in dropped:
+            msg = (f"==== run {i}: {count[str(i)]} of its {n} boots were done when the previous "
+                   f"nested host session ended; they are dropped and run {i} is repeated whole\n")
+            print(msg, end="", file=sys.stderr, flush=True)
+            if failf:
+                failf.write(msg)
+    else:
+        with open(a.out, "w") as f:
+            f.write("\t".join(keys) + "\n")
+            for (vmm, fmt), why in NOT_RUN.items():
+                for fl in flavours:
+                    f.write(tsv_line({"vmm": vmm, "kernel": fl["name"], "format": fmt, "run": -1,
+                                      "init_wall_s": float("nan"), "init_s": float("nan"),
+                                      "done_s": float("nan"), "exit_wall_s": float("nan"), "rc": "",
+                                      "pass": 0, "nproc": 0, "entry": "",
+                                      "vcpu_entry_s": float("nan"), "note": why}))
+    tsv = open(a.out, "a")  # a row as soon as it is measured: a dying host loses one boot
+    for i in range(a.runs):
+        if i in done_runs:
+            continue
+        # Rotate by i and reverse every other run: each variant comes early and late alike.
+        order = variants[i % n:] + variants[:i % n]
+        if i % 2:
+            order.reverse()
+        for flav, vmm, fmt in order:
+            cmd = variant_cmd(a, flav, vmm, fmt)
+            if a.progress:
+                with open(a.progress, "w") as pf:
+                    pf.write(f"{vmm} {flav['name']} {fmt} run {i}\n")
+            rc, wall, out, seen = run(cmd, timeout=a.timeout, marks={"init": INIT_LINE})
+            entry = ""
+            if vmm == "minivmm":
+                m = re.search(r"minivmm: info: kernel: ([^,\n]+), entry (0x[0-9a-f]+)", out)
+                entry = f"{m.group(1)} {m.group(2)}" if m else "?"
+            ok = "status=pass" in out and rc == 0
+            nproc = re.search(r"MINIVMM-RESULT nproc=(\d+)", out)
+            row = {"vmm": vmm, "kernel": flav["name"], "format": fmt, "run": i,
+                   "init_wall_s": seen.get("init", float("nan")),
+                   "init_s": fnum(r"MINIVMM-RESULT init=start uptime=([0-9.]+)", out),
+                   "done_s": fnum(r"MINIVMM-RESULT scenario=\S+ status=\S+ rc=\d+ uptime=([0-9.]+)", out),
+                   "exit_wall_s": wall, "rc": rc, "pass": int(ok),
+                   "nproc": int(nproc.group(1)) if nproc else 0,
+                   "entry": entry.replace(" ", "_"),
+                   # minivmm only: main() to the boot vCPU's first KVM_RUN (kernel loaded).
+                   "vcpu_entry_s": fnum(r"vCPU 0 entered the guest at ([0-9.]+) ms", out) / 1000,
+                   "note": ""}
+            if rc < 0 or wall >= a.timeout:
+                row["note"] = f"killed_after_{a.timeout}s"
+            tsv.write(tsv_line(row))
+            tsv.flush()
+            print(vmm, flav["name"], fmt, i, row, file=sys.stderr, flush=True)
+            if logf:
+                logf.write(f"==== {vmm} {flav['name']} {fmt} run {i}: {' '.join(cmd)}\n{out}\n")
+                logf.flush()
+            if failf and not ok:
+                tail = "\n".join(out.rstrip().splitlines()[-25:])
+                failf.write(f"==== {vmm} {flav['name']} {fmt} run {i}: exit status {rc}"
+                            f"{' (killed after %d s)' % a.timeout if row['note'] else ''}, "
+                            f"/init {'reached' if 'init' in seen else 'not reached'}, "
+                            f"scenario {'passed' if 'status=pass' in out else 'did not pass'}\n"
+                            f"$ {' '.join(cmd)}\n{tail}\n")
+                failf.flush()
+    tsv.close()
+    if a.progress and os.path.exists(a.progress):
+        os.remove(a.progress)
+    if stage:
+        shutil.rmtree(stage, ignore_errors=True)
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "boot-formats":
+        return boot_formats(sys.argv[2:])
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["boot", "blk"])
     ap.add_argument("--minivmm", required=True)

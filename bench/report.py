@@ -330,6 +330,176 @@ times are ~10× those on hardware, a nested page fault or VM exit is very expens
 spread is wide; the ratio is the figure to read.
 """)
 
+# 3b. Boot by kernel format -------------------------------------------------------------
+rows = read_tsv("boot-formats.tsv")
+# console-bench's report keeps the old page's text and Summary rows of a section with no raw
+# results: mark ours, and name our rows' prefix (not "Linux (", which section 3's are).
+globals().get("section", lambda *a: None)("3b", bool(rows))
+globals().get("SUMMARY_PREFIXES", {})["3b"] = ("Boot by kernel format",)
+md.append(header("bootfmt", "3b. Linux boot by kernel format: bzImage vs ELF vmlinux (PVH, 64-bit entry)"))
+benv = read_text("boot-formats.env")
+if benv:
+    md.append("".join(f"`{l}`  \n" for l in benv.splitlines()) + "\n")
+bload = [l.split() for l in (read_text("boot-formats.load") or "").splitlines() if len(l.split()) >= 4]
+if bload:
+    l1 = [float(x[1]) for x in bload]
+    md.append(f"Load average (1 min) while it ran, sampled every 15 s: {fmt(min(l1), 2)}–{fmt(max(l1), 2)} "
+              f"(median {fmt(med(l1), 2)}, {len(l1)} samples; at the end: {' '.join(bload[-1][1:4])}).\n\n")
+BOOT_VARIANTS = [("minivmm", "bzImage", "minivmm, bzImage"),
+                 ("minivmm", "vmlinux-pvh", "minivmm, vmlinux, PVH entry"),
+                 ("minivmm", "vmlinux-64bit", "minivmm, vmlinux, 64-bit entry"),
+                 ("qemu-microvm", "bzImage", "QEMU microvm, bzImage"),
+                 ("qemu-microvm", "vmlinux-pvh", "QEMU microvm, vmlinux, PVH entry"),
+                 ("qemu-microvm", "vmlinux-64bit", "QEMU microvm, vmlinux, 64-bit entry")]
+BOOT_TARGETS = {"minimal": (1.3, "QEMU/minivmm ≥ 1.3× (fastest path of each)"),
+                "cloud": (1.0, "QEMU/minivmm ≥ 1 (never slower than QEMU)")}
+
+
+def bf_fastest(rs, k):
+    """The fastest path of each VMM on kernel k (lowest median exec → /init among the variants
+    that passed in most runs) as (median, label, min, max, format), and the ratios QEMU / minivmm
+    of those two paths' boots paired by run."""
+    best, by_run = {}, {}
+    for vmm, f, label in BOOT_VARIANTS:
+        runs_ = [r for r in rs if r["kernel"] == k and r["vmm"] == vmm and r["format"] == f
+                 and r["run"] != "-1"]
+        iw = values([r for r in runs_ if r.get("pass") == "1"], vmm, "init_wall_s")
+        ok = sum(r.get("pass") == "1" for r in runs_)
+        if iw and 2 * ok > len(runs_) and (vmm not in best or med(iw) < best[vmm][0]):
+            best[vmm] = (med(iw), label, min(iw), max(iw), f)
+            by_run[vmm] = {r["run"]: float(r["init_wall_s"]) for r in runs_ if r.get("pass") == "1"}
+    m, q = best.get("minivmm"), best.get("qemu-microvm")
+    pairs = []
+    if m and q:  # both boots of a pair ran in the same minute, under the same load
+        a_, b_ = by_run["minivmm"], by_run["qemu-microvm"]
+        pairs = [b_[i] / a_[i] for i in a_ if i in b_ and a_[i] > 0]
+    return m, q, pairs
+
+
+def bf_history():
+    """Every set kept in boot-formats-history/: (name, note, runs, load samples, rows)."""
+    hdir = os.path.join(res, "boot-formats-history")
+    sets = []
+    for h in sorted(f[:-4] for f in os.listdir(hdir) if f.endswith(".tsv")) if os.path.isdir(hdir) else []:
+        hrows = read_tsv(os.path.join("boot-formats-history", h + ".tsv")) or []
+        hl = [float(x.split()[1]) for x in (read_text(os.path.join("boot-formats-history", h + ".load"))
+                                            or "").splitlines() if len(x.split()) >= 4]
+        sets.append((h, read_text(os.path.join("boot-formats-history", h + ".note")),
+                     len({r["run"] for r in hrows if r["run"] != "-1"}), hl, hrows))
+    return sets
+
+
+if rows:
+    hist = bf_history()
+
+    def bf_rows(kernel, vmm, fmt):
+        return [r for r in rows if r["kernel"] == kernel and r["vmm"] == vmm and r["format"] == fmt]
+
+    def bf_values(kernel, vmm, fmt, key):  # over the runs that passed
+        return values([r for r in bf_rows(kernel, vmm, fmt) if r.get("pass") == "1"], vmm, key)
+
+    series = []
+    for k, klabel in KERNELS:
+        if not any(r["kernel"] == k for r in rows):
+            continue
+        md.append(f"\n**{klabel}**, seconds; medians over the runs that passed:\n\n"
+                  "| VMM, kernel format | exec → /init (wall) | guest uptime at /init "
+                  "| main() → first KVM_RUN (minivmm's log) | exec → VMM exit (wall) | passed "
+                  "| entry minivmm logged |\n|---|---|---|---|---|---|---|\n")
+        init_meds = []
+        for vmm, f, label in BOOT_VARIANTS:
+            rs = bf_rows(k, vmm, f)
+            runs_ = [r for r in rs if r["run"] != "-1"]
+            if not runs_:
+                why = next((r.get("note", "") for r in rs if r["run"] == "-1"), "") or "not run"
+                md.append(f"| {label} | — | — | — | — | — | not run: {why} |\n")
+                init_meds.append(float("nan"))
+                continue
+            iw = bf_values(k, vmm, f, "init_wall_s")
+            ok = sum(r.get("pass") == "1" for r in runs_)
+            entries = sorted({r.get("entry", "").replace("_", " ") for r in runs_} - {""})
+            ve = bf_values(k, vmm, f, "vcpu_entry_s")
+            md.append(f"| {label} | {spread(iw, 2)} | {spread(bf_values(k, vmm, f, 'init_s'), 2)} "
+                      f"| {spread(ve, 2) if ve else '—'} "
+                      f"| {spread(bf_values(k, vmm, f, 'exit_wall_s'), 2)} | {ok} of {len(runs_)} "
+                      f"| {', '.join(entries) if entries else '—'} |\n")
+            init_meds.append(med(iw))
+        series.append((f"{k}: exec → /init", init_meds[:5]))  # QEMU 64-bit: never run
+        m, q, pairs = bf_fastest(rows, k)
+        r_ = ratio(q[0], m[0], 2) if m and q else "n/a"
+        md.append(f"\nFastest path to /init (wall): minivmm "
+                  f"{m[1].replace('minivmm, ', '') + ', ' + fmt(m[0], 2) + ' s' if m else 'n/a'}; QEMU "
+                  f"{q[1].replace('QEMU microvm, ', '') + ', ' + fmt(q[0], 2) + ' s' if q else 'n/a'}; "
+                  f"QEMU / minivmm {r_}; target {BOOT_TARGETS.get(k, (0, 'none'))[1]}."
+                  + (" Their min–max ranges overlap." if m and q and m[2] <= q[3] and q[2] <= m[3]
+                     else "") + "\n")
+        if pairs:
+            md.append(f"Paired by run (the two boots of a run are under the same load): "
+                      f"QEMU / minivmm {fmt(med(pairs), 2)}× ({fmt(min(pairs), 2)}–"
+                      f"{fmt(max(pairs), 2)}); minivmm faster in {sum(p > 1 for p in pairs)} "
+                      f"of {len(pairs)} runs.\n")
+        hr = [hq[0] / hm[0] for hm, hq, _ in (bf_fastest(h[4], k) for h in hist) if hm and hq]
+        summary.append((f"Boot by kernel format ({k} kernel, nested): fastest path exec → /init, wall (s)",
+                        f"{fmt(m[0], 2)} ({m[1].replace('minivmm, ', '')})" if m else "n/a",
+                        f"QEMU {fmt(q[0], 2)} ({q[1].replace('QEMU microvm, ', '')}); QEMU/minivmm {r_}"
+                        + (f" (all {len(hr)} sets kept: {fmt(min(hr), 2)}–{fmt(max(hr), 2)}×)"
+                           if len(hr) > 1 else "") if q else "n/a", BOOT_TARGETS.get(k, (0, ""))[1]))
+    fails = read_text("boot-formats.failures.txt")
+    if fails:
+        lines = fails.splitlines()
+        md.append("\nRuns that did not pass (exit status, whether /init was reached, the console's "
+                  "last lines; all consoles: `boot-formats.log` in the results directory):\n\n```\n"
+                  + "\n".join(lines[:200]) + ("\n…" if len(lines) > 200 else "") + "\n```\n")
+    else:
+        md.append("\nEvery run passed.\n")
+    if len(hist) > 1:
+        md.append("\nEvery set of runs kept in the results directory (`boot-formats-history/`; the "
+                  "set above is the last), each read the same way; a set's ratio moves with the "
+                  "machine's load (which includes up to 2 from this nested host itself):\n\n| set (UTC) | runs | load, 1 min: min–median–max | kernel | minivmm fastest "
+                  "| QEMU fastest | QEMU / minivmm, medians | paired by run: median, minivmm faster in |\n"
+                  "|---|---|---|---|---|---|---|---|\n")
+        for h, note, nruns, hl, hrows in hist:
+            for k, _ in KERNELS:
+                if not any(r["kernel"] == k for r in hrows):
+                    continue
+                hm, hq, hp = bf_fastest(hrows, k)
+                md.append(f"| {h}{' (' + note + ')' if note else ''} | {nruns} | "
+                          + (f"{fmt(min(hl), 2)}–{fmt(med(hl), 2)}–{fmt(max(hl), 2)}" if hl else "n/a")
+                          + f" | {k} | {hm[1].replace('minivmm, ', '') + ' ' + fmt(hm[0], 2) if hm else 'n/a'} "
+                          f"| {hq[1].replace('QEMU microvm, ', '') + ' ' + fmt(hq[0], 2) if hq else 'n/a'} "
+                          f"| {ratio(hq[0], hm[0], 2) if hm and hq else 'n/a'} "
+                          f"| {fmt(med(hp), 2) + '×, ' + str(sum(p > 1 for p in hp)) + ' of ' + str(len(hp)) if hp else 'n/a'} |\n")
+                note = None  # once per set
+    md.append("\n![boot by kernel format](boot-formats.png)\n")
+    bar_chart("boot-formats.png", "Linux boot by kernel format, exec to /init, nested KVM (median)", "s",
+              series, [label for _, _, label in BOOT_VARIANTS[:5]])
+else:
+    md.append("Not run or no result (see the log in the results directory).\n")
+md.append("""
+The same kernel twice: the bzImage and the ELF `vmlinux` inside it (cloud kernel:
+`images/extract-vmlinux.sh`, LZ4-compressed in the bzImage; minimal kernel: the build's own
+`vmlinux`, `CONFIG_PVH=y`, debug info stripped), with section 3's initramfs, disk, memory,
+vCPUs, options and command line per kernel (minimal: minivmm `--no-acpi --virtio-cmdline
+--cpus 1`, QEMU `-M microvm,acpi=off -smp 1`). minivmm: `--kernel bzImage` (the bzImage's
+64-bit entry; the kernel then decompresses itself), `--kernel vmlinux --elf-entry pvh` (32-bit PVH entry with
+`hvm_start_info`) and `--elf-entry 64bit` (the ELF entry through the 64-bit boot protocol);
+QEMU: `-kernel bzImage` (qboot, then the real-mode setup code) and `-kernel vmlinux` (QEMU
+finds the PVH note and enters there through its `pvh.bin` option ROM); QEMU has no 64-bit
+entry for an ELF kernel, so that cell is empty. `bench/guest_run.py boot-formats` boots every
+variant once per run, in an order rotated (and reversed every other run) from run to run, all
+in one nested KVM host session, with the kernels and initramfs copied to the nested host's
+tmpfs first (the images cache is a 9p export without page cache there, through which every
+boot would read the 53 MB cloud vmlinux again). **exec → /init** is the host clock (inside
+the nested host) from just before exec to the `MINIVMM-RESULT init=start` line on the serial
+console: it includes the VMM's start, loading the kernel, QEMU's firmware and the bzImage's
+decompression. The guest's uptime at /init does not: Linux's clock starts at kvm-clock's
+set-up, after the decompressor, so it cannot tell the formats apart except by what the
+kernel does after it. exec → VMM exit adds the smoke scenario and the reboot or power-off.
+minivmm reads the whole kernel file into a buffer (an ELF vmlinux with its 2 MiB alignment
+padding: the sizes above) and copies its segments into guest RAM, where the bzImage's
+decompressor would write them: that is the difference in its main() → first KVM_RUN column.
+""")
+
 # 4. Block datapath -------------------------------------------------------------------
 t = read_text("blk_bench.txt")
 section("4", bool(t))

@@ -9,6 +9,9 @@
 #   STARTUP_RUNS=15         tiny-guest start-up runs per VMM
 #   MEMORY_RUNS=5           memory samples per VMM
 #   LINUX_BOOT_RUNS=3       Linux boots per VMM (nested KVM here: ~15 s each)
+#   BOOT_FORMAT_RUNS=5      boots per (VMM, kernel, format), bzImage vs vmlinux (PVH, 64-bit)
+#                           (bench/boot-formats.sh; nested: 10 variants, ~1 min a run);
+#                           SKIP part: bootfmt
 #   LINUX_BLK_RUNS=2        in-guest dd runs per VMM (0 skips; ~1 min each when nested)
 #   LINUX_KERNELS="cloud minimal"  kernels the Linux boots use (bench/linux-guest.sh)
 #   BLK_BENCH_ARGS="--seconds 3 --reps 3 --size-gib 1"   bench_blk's arguments
@@ -112,6 +115,14 @@ if ! skipped blk; then
   else
     say "no $build/bench/bench_blk: block datapath skipped"
   fi
+fi
+if ! skipped bootfmt; then
+  rm -f "$res"/boot-formats.*
+  say "Linux boot by kernel format (${BOOT_FORMAT_RUNS:-5} runs, every variant in each)"
+  cmd bootfmt "MINIVMM_BIN=$build/vmm/minivmm bench/boot-formats.sh OUTDIR ${BOOT_FORMAT_RUNS:-5}"
+  load bootfmt
+  MINIVMM_BIN="$minivmm" "$here/boot-formats.sh" "$res" "${BOOT_FORMAT_RUNS:-5}" \
+    >"$res/boot-formats.out" 2>&1 || say "boot-format runs failed (see $res/boot-formats.out)"
 fi
 if ! skipped linux; then
   say "Linux boots (${LINUX_BOOT_RUNS:-3}) and in-guest block (${LINUX_BLK_RUNS:-2}) per VMM"
