@@ -7,6 +7,7 @@
 #include <charconv>
 #include <limits>
 #include <map>
+#include <tuple>
 
 #include "boot/layout.h"
 #include "devices/virtio_console.h"
@@ -263,27 +264,27 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
   std::string serial = "stdio";
   std::string console = "off";
   std::string debug_exit = "minivmm";
+  std::string elf_entry = "auto";
+  std::string rng = "on";
+  std::string exit_port = "on";
+  std::string pvpanic = "on";
   uint32_t timeout_s = 0;
   std::vector<std::string> ports;
   bool no_acpi = false;
 
-  CLI::App app{"minivmm: a minimal KVM virtual machine monitor that boots a Linux bzImage"};
+  CLI::App app{"minivmm: a minimal KVM virtual machine monitor that boots Linux (a bzImage or an "
+               "ELF vmlinux) directly"};
   app.name("minivmm");
   app.add_option("--kernel", config.kernel,
                  "Linux kernel to boot: a bzImage, or an ELF vmlinux (loaded by its program "
                  "headers, entered through PVH when it has the note)")
       ->required()
       ->type_name("PATH");
-  app.add_option("--elf-entry", config.elf_entry,
+  app.add_option("--elf-entry", elf_entry,
                  "How an ELF kernel is entered: auto (PVH if the kernel has the note, else the "
                  "64-bit boot protocol at its ELF entry), pvh, or 64bit")
       ->type_name("auto|pvh|64bit")
-      ->default_str("auto")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, boot::ElfEntry>{{"auto", boot::ElfEntry::kAuto},
-                                                {"pvh", boot::ElfEntry::kPvh},
-                                                {"64bit", boot::ElfEntry::kLinux64}},
-          CLI::ignore_case));
+      ->default_str("auto");
   app.add_option("--initrd", config.initrd, "Initial ramdisk (initramfs) image")->type_name("PATH");
   app.add_option("--cmdline", config.cmdline, "Kernel command line")
       ->type_name("STR")
@@ -313,29 +314,26 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       ->type_name("SPEC")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  app.add_option("--rng", config.rng,
+  app.add_option("--rng", rng,
                  "virtio-rng: entropy for the guest from the host's getrandom(), on or off")
       ->type_name("on|off")
-      ->default_str("on")
-      ->transform(CLI::IsMember(std::map<std::string, bool>{{"on", true}, {"off", false}}));
+      ->default_str("on");
   app.add_option("--debug-exit", debug_exit,
                  "Exit port: a guest write of v to port 0xf4 ends the VM with status v & 0xff "
                  "(minivmm); qemu[,iobase=N][,iosize=N]: QEMU's isa-debug-exit, status "
                  "(v << 1) | 1, at 0x501 by default; off")
       ->type_name("MODE")
       ->default_str("minivmm");
-  app.add_option("--exit-port", config.exit_port,
+  app.add_option("--exit-port", exit_port,
                  "virtio-console port minivmm.exit: a status 0-255 the guest writes there in "
                  "decimal before it powers off or reboots is minivmm's exit status")
       ->type_name("on|off")
-      ->default_str("on")
-      ->transform(CLI::IsMember(std::map<std::string, bool>{{"on", true}, {"off", false}}));
-  app.add_option("--pvpanic", config.pvpanic,
+      ->default_str("on");
+  app.add_option("--pvpanic", pvpanic,
                  "pvpanic device (port 0x505, ACPI QEMU0001; Linux's pvpanic-mmio): a guest "
                  "panic ends the VM at once with status 5")
       ->type_name("on|off")
-      ->default_str("on")
-      ->transform(CLI::IsMember(std::map<std::string, bool>{{"on", true}, {"off", false}}));
+      ->default_str("on");
   app.add_option("--timeout", timeout_s,
                  "Stop the VM after this many seconds of wall-clock time and exit 124")
       ->type_name("SECONDS")
@@ -439,6 +437,26 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       }
     }
     config.ports.push_back(std::move(port).value());
+  }
+  // on|off options, checked here so that --help shows "on|off" and nothing else; a TOML
+  // --config file may say true / false.
+  for (auto [name, text, out] : {std::tuple{"--rng", &rng, &config.rng},
+                                 std::tuple{"--exit-port", &exit_port, &config.exit_port},
+                                 std::tuple{"--pvpanic", &pvpanic, &config.pvpanic}}) {
+    const bool on = *text == "on" || *text == "true";
+    if (!on && *text != "off" && *text != "false") {
+      return ParseExit{2, std::string(name) + ": '" + *text + "' is not on or off"};
+    }
+    *out = on;
+  }
+  if (elf_entry == "auto") {
+    config.elf_entry = boot::ElfEntry::kAuto;
+  } else if (elf_entry == "pvh") {
+    config.elf_entry = boot::ElfEntry::kPvh;
+  } else if (elf_entry == "64bit") {
+    config.elf_entry = boot::ElfEntry::kLinux64;
+  } else {
+    return ParseExit{2, "--elf-entry: '" + elf_entry + "' is not auto, pvh or 64bit"};
   }
   auto dexit = parse_debug_exit(debug_exit);
   if (!dexit) return ParseExit{2, dexit.error().message};

@@ -251,6 +251,8 @@ TEST_CASE("bad usage exits with status 2 and one line") {
       {"--kernel", "k", "--disk", "readonly=on"},  // no path
       {"--kernel", "k", "--serial", "tty"},        // bad serial
       {"--kernel", "k", "--console", "on"},        // bad console
+      {"--kernel", "k", "--rng", "maybe"},         // bad on|off
+      {"--kernel", "k", "--elf-entry", "32bit"},   // bad entry
       {"--kernel", "k", "--port", "name=x"},       // neither path nor socket
       {"--kernel", "k", "--log-level", "loud"},    // bad level
       {"--kernel", ""},                            // empty path
@@ -306,6 +308,7 @@ TEST_CASE("a TOML file given with --config holds the options; the command line o
       "disk = [\"path=a.img,serial=root\", \"path=b.img,readonly=on\"]\n"
       "port = [\"name=log,path=guest.log\"]\n"
       "timeout = 60\n"
+      "rng = false\n"
       "no-acpi = true\n"
       "cmdline = \"console=ttyS0 root=/dev/vda\"\n";
   REQUIRE(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
@@ -321,6 +324,7 @@ TEST_CASE("a TOML file given with --config holds the options; the command line o
   REQUIRE(c.ports.size() == 1);
   CHECK(c.ports[0].path == "guest.log");
   CHECK(c.timeout_s == 60u);
+  CHECK_FALSE(c.rng);
   CHECK_FALSE(c.acpi);
   CHECK(c.cmdline == "console=ttyS0 root=/dev/vda");
 
