@@ -50,6 +50,11 @@ constexpr uint32_t kPtLoad = 1;
 constexpr uint32_t kPtNote = 4;
 
 template <typename T>
+bool read_struct(const ImageSource& image, uint64_t offset, T& out) {
+  return image.read(offset, std::span(reinterpret_cast<uint8_t*>(&out), sizeof(T)));
+}
+
+template <typename T>
 T read_at(std::span<const uint8_t> bytes, uint64_t offset) {
   T value;
   std::memcpy(&value, bytes.data() + offset, sizeof(T));
@@ -100,16 +105,17 @@ Result<std::optional<uint32_t>> find_pvh_entry(std::span<const uint8_t> notes) {
 
 }  // namespace
 
-bool is_elf(std::span<const uint8_t> image) {
-  return image.size() >= 4 && std::memcmp(image.data(), kElfMagic, 4) == 0;
+bool is_elf(const ImageSource& image) {
+  uint8_t magic[4];
+  return image.read(0, magic) && std::memcmp(magic, kElfMagic, 4) == 0;
 }
 
-Result<ElfKernel> parse_elf_kernel(std::span<const uint8_t> image, uint64_t low_ram_end) {
-  if (image.size() < sizeof(Elf64Ehdr) || !is_elf(image)) {
+Result<ElfKernel> parse_elf_kernel(const ImageSource& image, uint64_t low_ram_end) {
+  Elf64Ehdr eh{};
+  if (!read_struct(image, 0, eh) || !is_elf(image)) {
     return Error{"ELF kernel: file too short for an ELF header (" + std::to_string(image.size()) +
                  " bytes)"};
   }
-  const auto eh = read_at<Elf64Ehdr>(image, 0);
   if (eh.e_ident[4] != kElfClass64) return Error{"ELF kernel: not a 64-bit ELF file"};
   if (eh.e_ident[5] != kElfData2Lsb) return Error{"ELF kernel: not little-endian"};
   if (eh.e_machine != kEmX86_64) {
@@ -121,18 +127,33 @@ Result<ElfKernel> parse_elf_kernel(std::span<const uint8_t> image, uint64_t low_
     return Error{"ELF kernel: program header size " + std::to_string(eh.e_phentsize) +
                  " (expected 56)"};
   }
-  if (eh.e_phnum == 0 || !fits(eh.e_phoff, uint64_t{eh.e_phnum} * sizeof(Elf64Phdr), image.size())) {
+  if (eh.e_phnum == 0 ||
+      !fits(eh.e_phoff, uint64_t{eh.e_phnum} * sizeof(Elf64Phdr), image.size())) {
     return Error{"ELF kernel: the program headers lie outside the file (truncated?)"};
   }
 
+  std::vector<uint8_t> headers(uint64_t{eh.e_phnum} * sizeof(Elf64Phdr));
+  if (!image.read(eh.e_phoff, headers)) {
+    return Error{"ELF kernel: cannot read the program headers from the file"};
+  }
+
   ElfKernel kernel;
+  std::vector<uint8_t> notes;
   for (uint16_t i = 0; i < eh.e_phnum; ++i) {
-    const auto ph = read_at<Elf64Phdr>(image, eh.e_phoff + uint64_t{i} * sizeof(Elf64Phdr));
+    const auto ph = read_at<Elf64Phdr>(headers, uint64_t{i} * sizeof(Elf64Phdr));
     if (ph.p_type == kPtNote) {
       if (!fits(ph.p_offset, ph.p_filesz, image.size())) {
         return Error{"ELF kernel: a PT_NOTE segment lies outside the file (truncated?)"};
       }
-      auto pvh = find_pvh_entry(image.subspan(ph.p_offset, ph.p_filesz));
+      if (ph.p_filesz > kMaxElfNoteBytes) {
+        return Error{"ELF kernel: a PT_NOTE segment of " + std::to_string(ph.p_filesz) +
+                     " bytes (at most " + std::to_string(kMaxElfNoteBytes) + " are accepted)"};
+      }
+      notes.resize(ph.p_filesz);
+      if (!image.read(ph.p_offset, notes)) {
+        return Error{"ELF kernel: cannot read a PT_NOTE segment from the file"};
+      }
+      auto pvh = find_pvh_entry(notes);
       if (!pvh) return Error{pvh.error()};
       if (*pvh && !kernel.pvh_entry) kernel.pvh_entry = *pvh;
       continue;
@@ -189,10 +210,9 @@ Result<ElfKernel> parse_elf_kernel(std::span<const uint8_t> image, uint64_t low_
   }
   if (kernel.pvh_entry) {
     const uint64_t pvh = *kernel.pvh_entry;
-    const bool inside = std::any_of(kernel.segments.begin(), kernel.segments.end(),
-                                    [pvh](const ElfSegment& s) {
-                                      return pvh >= s.paddr && pvh - s.paddr < s.memsz;
-                                    });
+    const bool inside = std::any_of(
+        kernel.segments.begin(), kernel.segments.end(),
+        [pvh](const ElfSegment& s) { return pvh >= s.paddr && pvh - s.paddr < s.memsz; });
     if (!inside) {
       return Error{"ELF kernel: the PVH entry " + hex(pvh) + " is in no loaded segment"};
     }
@@ -200,13 +220,16 @@ Result<ElfKernel> parse_elf_kernel(std::span<const uint8_t> image, uint64_t low_
   return kernel;
 }
 
-Result<ElfKernel> load_elf_kernel(std::span<const uint8_t> image, std::span<uint8_t> low_ram) {
+Result<ElfKernel> load_elf_kernel(const ImageSource& image, std::span<uint8_t> low_ram) {
   auto kernel = parse_elf_kernel(image, low_ram.size());
   if (!kernel) return kernel;
   for (const ElfSegment& seg : kernel->segments) {
     auto dest = guest_range(low_ram, seg.paddr, seg.memsz);
     if (!dest) return Error{"ELF kernel: segment at " + hex(seg.paddr) + " is outside guest RAM"};
-    std::memcpy(dest->data(), image.data() + seg.offset, seg.filesz);
+    if (!image.read(seg.offset, dest->subspan(0, seg.filesz))) {
+      return Error{"ELF kernel: cannot read the segment at " + hex(seg.paddr) +
+                   " from the file (did it change while loading?)"};
+    }
     std::memset(dest->data() + seg.filesz, 0, seg.memsz - seg.filesz);
   }
   return kernel;

@@ -1,7 +1,8 @@
 // ELF64 kernels (an uncompressed Linux vmlinux): parsing, loading by program headers, and the
 // PVH entry point (Xen's ELF note XEN_ELFNOTE_PHYS32_ENTRY, which Linux emits with CONFIG_PVH).
-// The file is untrusted user input: every failure is an Error with one line. Pure functions
-// over byte spans; called from the main thread during VM setup.
+// The file is untrusted user input: every failure is an Error with one line. Functions over
+// an ImageSource (bytes in memory, or the VMM's reads of the file: only the headers, the notes
+// and the loaded segments are read, each once); called from the main thread during VM setup.
 //
 // Accepted: ELFCLASS64, little-endian, EM_X86_64, ET_EXEC, program headers of the standard
 // size inside the file, at most kMaxSegments PT_LOAD segments whose file bytes lie inside the
@@ -16,12 +17,14 @@
 #include <span>
 #include <vector>
 
+#include "boot/image_source.h"
 #include "boot/result.h"
 
 namespace minivmm::boot {
 
 inline constexpr uint32_t kXenElfNotePhys32Entry = 18;  // xen/include/public/elfnote.h
 inline constexpr size_t kMaxElfSegments = 64;
+inline constexpr uint64_t kMaxElfNoteBytes = 64 * 1024;  // per PT_NOTE segment (Linux: < 1 KiB)
 
 struct ElfSegment {
   uint64_t paddr;   // where it loads
@@ -40,13 +43,13 @@ struct ElfKernel {
 };
 
 // True when `image` starts with the ELF magic (then it is parsed as ELF, never as bzImage).
-bool is_elf(std::span<const uint8_t> image);
+bool is_elf(const ImageSource& image);
 
 // Validates the headers and notes; `low_ram_end` bounds where segments may load.
-Result<ElfKernel> parse_elf_kernel(std::span<const uint8_t> image, uint64_t low_ram_end);
+Result<ElfKernel> parse_elf_kernel(const ImageSource& image, uint64_t low_ram_end);
 
-// parse_elf_kernel, then copies each segment to its p_paddr in `low_ram` (index == guest
+// parse_elf_kernel, then reads each segment to its p_paddr in `low_ram` (index == guest
 // physical address) and zeroes its bss.
-Result<ElfKernel> load_elf_kernel(std::span<const uint8_t> image, std::span<uint8_t> low_ram);
+Result<ElfKernel> load_elf_kernel(const ImageSource& image, std::span<uint8_t> low_ram);
 
 }  // namespace minivmm::boot

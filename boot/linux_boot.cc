@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "boot/layout.h"
 #include "boot/mptable.h"
@@ -39,7 +40,15 @@ Result<LoadedKernel> load_kernel(std::span<uint8_t> low_ram, const LinuxBootConf
     if (config.elf_entry != ElfEntry::kAuto) {
       return Error{"the kernel is a bzImage: an entry choice is for ELF (vmlinux) kernels"};
     }
-    auto kernel = load_bzimage(config.kernel, low_ram);
+    // A bzImage is loaded from bytes in memory; a reader's file is read whole first.
+    std::vector<uint8_t> whole;
+    std::span<const uint8_t> bytes = config.kernel.bytes();
+    if (bytes.empty() && !config.kernel.empty()) {
+      whole.resize(config.kernel.size());
+      if (!config.kernel.read(0, whole)) return Error{"cannot read the kernel file"};
+      bytes = whole;
+    }
+    auto kernel = load_bzimage(bytes, low_ram);
     if (!kernel) return Error{kernel.error()};
     info.protocol = LinuxBootInfo::Protocol::kBzImage;
     return *kernel;

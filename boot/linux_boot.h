@@ -12,6 +12,7 @@
 #include "boot/acpi.h"
 #include "boot/bzimage.h"
 #include "boot/elf.h"
+#include "boot/image_source.h"
 #include "boot/page_tables.h"
 #include "boot/result.h"
 
@@ -22,7 +23,7 @@ enum class ElfEntry { kAuto, kPvh, kLinux64 };
 
 struct LinuxBootConfig {
   uint64_t mem_size = 0;            // total guest RAM; low_ram covers min(mem_size, 3 GiB)
-  std::span<const uint8_t> kernel;  // bzImage or ELF file contents
+  ImageSource kernel;               // a bzImage or an ELF file
   ElfEntry elf_entry = ElfEntry::kAuto;
   std::span<const uint8_t> initrd;  // empty: no initrd
   std::string_view cmdline;

@@ -33,13 +33,19 @@ constexpr uint64_t kTssAddr = 0xfffb'd000;
 constexpr uint64_t kIdentityMapAddr = 0xfffb'c000;
 constexpr uint64_t kMaxImageSize = 1ULL << 30;  // kernels and initrds above 1 GiB are refused
 
-std::vector<uint8_t> read_file(const std::string& path, const char* what) {
+// An image file opened for reading, its size checked: a regular file, not empty, at most 1 GiB.
+struct ImageFile {
+  UniqueFd fd;
+  uint64_t size = 0;
+};
+
+ImageFile open_image(const std::string& path, const char* what) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     throw VmError(std::string("cannot open ") + what + " " + path + ": " + std::strerror(errno),
                   kExitVmmError);
   }
-  UniqueFd owner(fd);
+  ImageFile file{UniqueFd(fd), 0};
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     throw VmError(std::string("cannot stat ") + what + " " + path + ": " + std::strerror(errno),
@@ -54,20 +60,36 @@ std::vector<uint8_t> read_file(const std::string& path, const char* what) {
   if (static_cast<uint64_t>(st.st_size) > kMaxImageSize) {
     throw VmError(std::string(what) + " " + path + " is larger than 1 GiB", kExitVmmError);
   }
-  std::vector<uint8_t> data(static_cast<size_t>(st.st_size));
+  if (st.st_size == 0) throw VmError(std::string(what) + " " + path + " is empty", kExitVmmError);
+  file.size = static_cast<uint64_t>(st.st_size);
+  return file;
+}
+
+// Reads [offset, offset + out.size()) of the file; false on an error or when the file ends
+// early (it shrank since it was opened). errno tells which.
+bool pread_all(int fd, uint64_t offset, std::span<uint8_t> out) {
   size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::read(fd, data.data() + done, data.size() - done);
+  while (done < out.size()) {
+    const ssize_t n =
+        ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      throw VmError(std::string("cannot read ") + what + " " + path + ": " + std::strerror(errno),
-                    kExitVmmError);
+    if (n < 0) return false;
+    if (n == 0) {
+      errno = 0;
+      return false;
     }
-    if (n == 0) break;
     done += static_cast<size_t>(n);
   }
-  data.resize(done);
-  if (data.empty()) throw VmError(std::string(what) + " " + path + " is empty", kExitVmmError);
+  return true;
+}
+
+std::vector<uint8_t> read_whole(const ImageFile& file, const std::string& path, const char* what) {
+  std::vector<uint8_t> data(file.size);
+  if (!pread_all(file.fd.get(), 0, data)) {
+    throw VmError(std::string("cannot read ") + what + " " + path + ": " +
+                      (errno != 0 ? std::strerror(errno) : "the file shrank while being read"),
+                  kExitVmmError);
+  }
   return data;
 }
 
@@ -101,16 +123,30 @@ Vm::~Vm() {
 }
 
 void Vm::read_images(const VmConfig& config) {
-  kernel_image_ = read_file(config.kernel, "kernel");
-  if (boot::is_elf(kernel_image_)) {
-    auto parsed = boot::parse_elf_kernel(kernel_image_, boot::low_ram_size(config.memory));
+  // An ELF vmlinux is read where it loads: its headers now, each segment straight into guest
+  // RAM later (a vmlinux is 20-60 MB; reading it into a buffer first cost a second of boot in
+  // the nested host). A bzImage (a few MB) and the initrd are read whole now.
+  ImageFile kernel = open_image(config.kernel, "kernel");
+  const int fd = kernel.fd.get();
+  const boot::ImageSource file(kernel.size, [fd](uint64_t offset, std::span<uint8_t> out) {
+    return pread_all(fd, offset, out);
+  });
+  if (boot::is_elf(file)) {
+    auto parsed = boot::parse_elf_kernel(file, boot::low_ram_size(config.memory));
     if (!parsed) throw VmError("kernel " + config.kernel + ": " + parsed.error(), kExitVmmError);
-  } else if (auto parsed = boot::parse_bzimage(kernel_image_); !parsed) {
-    throw VmError("kernel " + config.kernel + ": " + parsed.error() +
-                      " (minivmm boots a bzImage or an ELF vmlinux)",
-                  kExitVmmError);
+    kernel_fd_ = std::move(kernel.fd);
+    kernel_ = file;
+  } else {
+    kernel_image_ = read_whole(kernel, config.kernel, "kernel");
+    if (auto parsed = boot::parse_bzimage(kernel_image_); !parsed) {
+      throw VmError("kernel " + config.kernel + ": " + parsed.error() +
+                        " (minivmm boots a bzImage or an ELF vmlinux)",
+                    kExitVmmError);
+    }
+    kernel_ = boot::ImageSource(kernel_image_);
   }
-  if (config.initrd) initrd_image_ = read_file(*config.initrd, "initrd");
+  if (config.initrd)
+    initrd_image_ = read_whole(open_image(*config.initrd, "initrd"), *config.initrd, "initrd");
 }
 
 void Vm::create_virtio_devices(const VmConfig& config) {
@@ -128,8 +164,9 @@ void Vm::create_virtio_devices(const VmConfig& config) {
     }
     throw VmError("at most " + std::to_string(boot::kMaxVirtioMmioDevices) +
                       " virtio devices fit in the virtio-mmio windows, disks and others "
-                      "together; this VM asks for " + std::to_string(wanted) + " (" +
-                      std::to_string(config.disks.size()) + " disks" + others + ")",
+                      "together; this VM asks for " +
+                      std::to_string(wanted) + " (" + std::to_string(config.disks.size()) +
+                      " disks" + others + ")",
                   kExitUsage);
   }
   open_disks(config);
@@ -299,7 +336,7 @@ void Vm::setup_memory_and_boot(const VmConfig& config) {
 
   boot::LinuxBootConfig boot_config;
   boot_config.mem_size = config.memory;
-  boot_config.kernel = kernel_image_;
+  boot_config.kernel = kernel_;
   boot_config.elf_entry = config.elf_entry;
   boot_config.initrd = initrd_image_;
   boot_config.cmdline = cmdline;
@@ -318,6 +355,8 @@ void Vm::setup_memory_and_boot(const VmConfig& config) {
       boot::protocol_name(info->protocol), info->entry_point, info->zero_page_addr,
       info->start_info_addr, info->initrd_addr, info->rsdp_addr, cmdline);
   // The images are in guest RAM now.
+  kernel_ = {};
+  kernel_fd_.reset();
   kernel_image_ = {};
   initrd_image_ = {};
 }
@@ -354,16 +393,15 @@ void Vm::setup_legacy_devices(const VmConfig& config, std::chrono::steady_clock:
   pio_bus_.insert(AcpiPowerControl::kBase, AcpiPowerControl::kLength, acpi_pm);
 
   if (config.pvpanic) {
-    pio_bus_.insert(boot::kPvpanicPort, 1,
-                    std::make_shared<devices::PvPanic>(
-                        [this] {
-                          stop_.request(StopReason::kPanic,
-                                        "the guest's kernel panicked (pvpanic)");
-                        },
-                        [] {
-                          spdlog::info("the guest panicked; its crash kernel takes over "
-                                       "(pvpanic CRASH_LOADED)");
-                        }));
+    pio_bus_.insert(
+        boot::kPvpanicPort, 1,
+        std::make_shared<devices::PvPanic>(
+            [this] { stop_.request(StopReason::kPanic, "the guest's kernel panicked (pvpanic)"); },
+            [] {
+              spdlog::info(
+                  "the guest panicked; its crash kernel takes over "
+                  "(pvpanic CRASH_LOADED)");
+            }));
   }
 
   if (const DebugExitConfig& dx = config.debug_exit; dx.enabled) {
@@ -434,8 +472,7 @@ int Vm::run(int signal_fd) {
   // nothing for half a second is not waited for.
   for (auto& out : outputs_) out->drain(std::chrono::milliseconds(500));
   outcome_ = outcome_of(stop_.reason(), stop_.value(), stop_.message(), reported_status());
-  if (outcome_.reason == "poweroff" || outcome_.reason == "reboot" ||
-      outcome_.reason == "signal") {
+  if (outcome_.reason == "poweroff" || outcome_.reason == "reboot" || outcome_.reason == "signal") {
     spdlog::info("{}", outcome_.message);
   } else if (outcome_.reason == "guest-exit" && outcome_.status == 0) {
     // A guest test's result is always one line, a passing one without "warning".
@@ -468,17 +505,16 @@ void Vm::wait_for_stop(int signal_fd) {
     // --timeout counts from the process start, like coreutils timeout around it would.
     const auto since_start = std::chrono::steady_clock::now() - start_;
     const auto left = std::chrono::seconds(*timeout_s_) - since_start;
-    const auto ns = std::max<int64_t>(
-        1, std::chrono::duration_cast<std::chrono::nanoseconds>(left).count());
+    const auto ns =
+        std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::nanoseconds>(left).count());
     at.it_value.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
     at.it_value.tv_nsec = static_cast<long>(ns % 1'000'000'000);
     if (!timer.valid() || ::timerfd_settime(timer.get(), 0, &at, nullptr) != 0) {
       throw VmError(std::string("--timeout: no timer: ") + std::strerror(errno), kExitVmmError);
     }
     loop.add(timer.get(), EventLoop::kIn, [this](uint32_t) {
-      stop_.request(StopReason::kTimeout,
-                    "timed out: the guest still ran after --timeout " +
-                        std::to_string(*timeout_s_) + " s");
+      stop_.request(StopReason::kTimeout, "timed out: the guest still ran after --timeout " +
+                                              std::to_string(*timeout_s_) + " s");
     });
   }
 

@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "boot/image_source.h"
 #include "devices/console_input.h"
 #include "devices/debug_port.h"
 #include "devices/event_loop.h"
@@ -138,7 +139,9 @@ class Vm {
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::vector<std::thread> threads_;
   boot::LinuxBootInfo boot_info_;
-  std::vector<uint8_t> kernel_image_;
+  boot::ImageSource kernel_;           // over kernel_image_, or reads kernel_fd_ (a vmlinux)
+  UniqueFd kernel_fd_;
+  std::vector<uint8_t> kernel_image_;  // a bzImage
   std::vector<uint8_t> initrd_image_;
 };
 

@@ -4,7 +4,10 @@
 #include "boot/elf.h"
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cstring>
+#include <span>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -54,18 +57,59 @@ TEST_CASE("ELF: segments load at p_paddr with their bss zeroed; the PVH note is 
   CHECK(ram[0x200'0100] == 0);
 
   fake.pvh_note = false;
-  auto no_note = parse_elf_kernel(fake.build(), kRam);
+  const auto without = fake.build();
+  auto no_note = parse_elf_kernel(without, kRam);
   REQUIRE(no_note);
   CHECK_FALSE(no_note->pvh_entry);
   fake.pvh_note = true;
   fake.pvh_descsz = 4;
-  CHECK(*parse_elf_kernel(fake.build(), kRam)->pvh_entry == 0x100'0100);
+  const auto short_note = fake.build();
+  CHECK(*parse_elf_kernel(short_note, kRam)->pvh_entry == 0x100'0100);
+}
+
+TEST_CASE("ELF: a file reader is asked for the headers, the notes and each segment once",
+          "[boot][elf]") {
+  FakeElf fake;
+  fake.segments.push_back({0x200'0000, 0xffff'ffff'8200'0000, 0x100, 0x1000, 0xbb});
+  const auto file = fake.build();
+  std::vector<std::pair<uint64_t, uint64_t>> reads;  // offset, length
+  bool fail_big_reads = false;
+  const ImageSource reader(file.size(), [&](uint64_t offset, std::span<uint8_t> out) {
+    reads.emplace_back(offset, out.size());
+    if (fail_big_reads && out.size() >= 0x100) return false;
+    std::memcpy(out.data(), file.data() + offset, out.size());
+    return true;
+  });
+  std::vector<uint8_t> ram(kRam, 0xee);
+  auto k = load_elf_kernel(reader, ram);
+  REQUIRE(k);
+  CHECK(ram[0x100'0000] == 0xaa);
+  CHECK(ram[0x200'00ff] == 0xbb);
+  CHECK(ram[0x200'0100] == 0);
+  uint64_t read_bytes = 0;
+  size_t segment_reads = 0;
+  for (const auto& [offset, len] : reads) {
+    read_bytes += len;
+    if (len == 0x2000 || len == 0x100) ++segment_reads;
+  }
+  CHECK(segment_reads == 2);
+  // Headers, program headers and the note are small; the file is read about once.
+  CHECK(read_bytes < file.size() + 512);
+
+  // A file that cannot give a segment's bytes (it shrank, an I/O error) is an error, not zeroes.
+  reads.clear();
+  fail_big_reads = true;
+  std::vector<uint8_t> ram2(kRam, 0);
+  auto r = load_elf_kernel(reader, ram2);
+  REQUIRE_FALSE(r);
+  CHECK_THAT(r.error(), Catch::Contains("cannot read the segment at 0x1000000"));
 }
 
 TEST_CASE("ELF: a virtual entry point is translated through its segment", "[boot][elf]") {
   FakeElf fake;
   fake.entry = 0xffff'ffff'8100'0200;
-  auto k = parse_elf_kernel(fake.build(), kRam);
+  const auto image = fake.build();
+  auto k = parse_elf_kernel(image, kRam);
   REQUIRE(k);
   CHECK(k->entry == 0x100'0200);
 }
@@ -119,6 +163,21 @@ TEST_CASE("ELF: malformed kernels get one clear line each", "[boot][elf]") {
   bad = fake;
   bad.segments.clear();
   CHECK(error_of(bad) == "ELF kernel: no loadable segment");
+
+  // A PT_NOTE segment far larger than any kernel's is refused rather than read into memory.
+  auto huge_note = fake.build();
+  const uint64_t note_ph = 64 + 56 * fake.segments.size();  // the last program header
+  uint32_t type = 0;
+  std::memcpy(&type, huge_note.data() + note_ph, 4);
+  REQUIRE(type == 4);  // PT_NOTE
+  const uint64_t filesz = kMaxElfNoteBytes + 1;
+  const uint64_t offset = 0;
+  std::memcpy(huge_note.data() + note_ph + 8, &offset, 8);
+  std::memcpy(huge_note.data() + note_ph + 32, &filesz, 8);
+  huge_note.resize(std::max<size_t>(huge_note.size(), filesz));
+  auto r = parse_elf_kernel(huge_note, kRam);
+  REQUIRE_FALSE(r);
+  CHECK_THAT(r.error(), Catch::Contains("PT_NOTE segment of 65537 bytes"));
 }
 
 TEST_CASE("setup_linux_boot: an ELF kernel through PVH or the 64-bit entry", "[boot][elf]") {

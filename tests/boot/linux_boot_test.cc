@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,28 @@ TEST_CASE("setup_linux_boot prepares all of low memory", "[boot][linux_boot]") {
   CHECK(std::memcmp(ram.data() + rsdp, "RSD PTR ", 8) == 0);
   CHECK(static_cast<int>(params.e820_entries) == 3);
   CHECK(ram[0x100000] == kernel[5 * 512]);
+}
+
+TEST_CASE("setup_linux_boot reads a bzImage from a file reader whole", "[boot][linux_boot]") {
+  const auto kernel = FakeBzImage{}.build();
+  bool fail = false;
+  const ImageSource reader(kernel.size(), [&](uint64_t offset, std::span<uint8_t> out) {
+    if (fail && out.size() > 4) return false;
+    std::memcpy(out.data(), kernel.data() + offset, out.size());
+    return true;
+  });
+  LinuxBootConfig config;
+  config.mem_size = 32 * kMiB;
+  config.kernel = reader;
+  std::vector<uint8_t> ram(config.mem_size, 0);
+  auto info = setup_linux_boot(ram, config);
+  REQUIRE(info);
+  CHECK(info->protocol == LinuxBootInfo::Protocol::kBzImage);
+  CHECK(ram[0x100000] == kernel[5 * 512]);
+  fail = true;
+  auto r = setup_linux_boot(ram, config);
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == "cannot read the kernel file");
 }
 
 TEST_CASE("setup_linux_boot reports bad input as errors", "[boot][linux_boot]") {
