@@ -91,6 +91,16 @@ void EventLoop::remove(int fd) {
   free_slots_.push_back(static_cast<uint32_t>(slot - slots_.data()));
 }
 
+void EventLoop::clear() {
+  for (Slot& s : slots_) {
+    if (s.entry) remove(s.entry->fd);
+  }
+  stop_.consume();
+  stopped_ = false;
+  poller_ = nullptr;
+  poll_budget_ = std::chrono::microseconds{0};
+}
+
 size_t EventLoop::size() const {
   size_t n = 0;
   for (const Slot& s : slots_) n += s.entry ? 1u : 0u;

@@ -67,6 +67,10 @@ class EventLoop {
   // Removes `fd`; nothing when it was not added.
   void remove(int fd);
   size_t size() const;  // entries added and not removed
+  // Removes every entry, the poller and a pending stop(): the loop as new, for its thread's
+  // next use (a device worker between two activations), without a new epoll fd. Not from
+  // a handler.
+  void clear();
 
   // Polls with `poller` for up to `budget` after each wake-up (zero: never). Call before
   // run(); the poller must outlive it.

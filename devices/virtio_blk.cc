@@ -80,6 +80,12 @@ VirtioBlock::VirtioBlock(const BlockConfig& config)
   config_.max_write_zeroes_sectors = kMaxDwzSectors;
   config_.max_write_zeroes_seg = kMaxDwzSegments;
   config_.write_zeroes_may_unmap = 1;
+  // The backend lives on the I/O thread from before the guest runs until the device goes
+  // away (an io_uring ring is made and locked down before the thread's seccomp filter).
+  worker_.spawn("blk", [this] {
+    backend_ = make_backend(cfg_, image_);
+    backend_name_ = backend_->name();
+  });
 }
 
 VirtioBlock::~VirtioBlock() {
@@ -138,7 +144,7 @@ std::optional<virtio::ActivateError> VirtioBlock::activate(const virtio::Activat
   hooks.poller = this;
   hooks.poll_budget = std::chrono::microseconds(cfg_.poll_us);
   try {
-    worker_.start("blk", "virtio-blk " + cfg_.path, ctx, std::move(hooks));
+    worker_.start("virtio-blk " + cfg_.path, ctx, std::move(hooks));
   } catch (const std::exception& e) {
     mem_ = nullptr;
     interrupt_ = nullptr;
@@ -165,8 +171,6 @@ void VirtioBlock::sync_to_host() {
 }
 
 void VirtioBlock::start_backend(EventLoop& loop) {
-  backend_ = make_backend(cfg_, image_);
-  backend_name_ = backend_->name();
   if (backend_->completion_fd() < 0) return;
   loop.add(backend_->completion_fd(), EventLoop::kIn, [this](uint32_t) {
     reap_completions();
@@ -186,7 +190,6 @@ void VirtioBlock::stop_backend() {
   } catch (const std::exception& e) {
     spdlog::error("virtio-blk {}: draining I/O failed: {}", cfg_.path, e.what());
   }
-  backend_.reset();
 }
 
 // virtio 1.2 §2.7.13 (processing available buffers) with notification suppression

@@ -165,7 +165,7 @@ class VirtioBlock final : public virtio::VirtioDevice, private Poller {
 
   BlockConfig cfg_;
   DiskImage image_;
-  std::unique_ptr<DiskBackend> backend_;  // made and destroyed by the I/O thread
+  std::unique_ptr<DiskBackend> backend_;  // made by the I/O thread at spawn, used only there
   const char* backend_name_ = "none";
   std::vector<uint16_t> queue_sizes_;
   VirtioBlkConfig config_{};

@@ -68,6 +68,7 @@ VirtioConsole::VirtioConsole(std::optional<ConsolePortConfig> console,
     ports_[i + 1].config = std::move(named[i]);
   }
   queue_sizes_.assign(2 * (ports_.size() + 1), kQueueSize);
+  worker_.spawn("console");
 }
 
 VirtioConsole::~VirtioConsole() {
@@ -175,7 +176,7 @@ std::optional<virtio::ActivateError> VirtioConsole::activate(const virtio::Activ
     }
   };
   try {
-    worker_.start("console", "virtio-console", ctx, std::move(hooks));
+    worker_.start("virtio-console", ctx, std::move(hooks));
   } catch (const std::exception& e) {
     return virtio::ActivateError{std::string("virtio-console: cannot start its worker: ") +
                                  e.what()};

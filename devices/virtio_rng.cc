@@ -40,7 +40,7 @@ std::optional<virtio::ActivateError> VirtioRng::activate(const virtio::ActivateC
     worker_.serve(q, [this, &mem](const virtio::DescriptorChain& c) { return fill(mem, c); });
   };
   try {
-    worker_.start("rng", "virtio-rng", ctx, std::move(hooks));
+    worker_.start("virtio-rng", ctx, std::move(hooks));
   } catch (const std::exception& e) {
     return virtio::ActivateError{std::string("virtio-rng: cannot start its worker: ") + e.what()};
   }

@@ -30,7 +30,9 @@ class VirtioRng final : public virtio::VirtioDevice {
   using Source = std::function<bool(std::span<uint8_t>)>;
   static bool host_entropy(std::span<uint8_t> out);  // getrandom(2)
 
-  explicit VirtioRng(Source source = host_entropy) : source_(std::move(source)) {}
+  explicit VirtioRng(Source source = host_entropy) : source_(std::move(source)) {
+    worker_.spawn("rng");
+  }
   ~VirtioRng() override { reset(); }
 
   uint32_t device_type() const override { return virtio::kDeviceIdRng; }

@@ -1,51 +1,107 @@
 #include "devices/virtio_worker.h"
 
+#include <signal.h>
 #include <spdlog/spdlog.h>
 
 #include <exception>
+#include <stdexcept>
 #include <utility>
+
+#include "devices/thread_class.h"
 
 namespace minivmm::devices {
 
-void VirtioWorker::start(const char* thread_class, const std::string& name,
-                         const virtio::ActivateContext& ctx, Hooks hooks) {
+VirtioWorker::~VirtioWorker() {
   stop();
-  thread_class_ = thread_class;
-  name_ = name;
-  ctx_.emplace(ctx);
-  hooks_ = std::move(hooks);
-  broken_.assign(ctx.queues.size(), 0);
-  loop_ = std::make_unique<EventLoop>();
-  if (hooks_.poller != nullptr) loop_->set_poller(hooks_.poller, hooks_.poll_budget);
-  for (uint16_t q = 0; q < ctx.queue_events.size(); ++q) {
-    const virtio::EventFd& event = ctx.queue_events[q];
-    loop_->add(event.fd(), EventLoop::kIn, [this, &event, q](uint32_t) {
-      event.consume();
-      if (!broken_[q]) hooks_.on_queue(q);
-    });
+  if (!thread_.joinable()) return;
+  {
+    std::lock_guard lock(mutex_);
+    exit_ = true;
   }
-  std::promise<void> started;
-  auto ready = started.get_future();
-  thread_ = std::thread([this, &started] { run(started); });
+  cv_.notify_all();
+  thread_.join();
+}
+
+void VirtioWorker::spawn(const char* thread_class, const std::function<void()>& on_spawn) {
+  if (thread_.joinable()) return;
+  error_ = nullptr;
+  spawned_ = false;
+  // The thread takes no asynchronous signal (SIGINT and SIGTERM are the main thread's, read
+  // from its signalfd): it starts with them blocked. The synchronous ones stay open, SIGSYS
+  // among them, whose handler reports a seccomp violation.
+  sigset_t blocked;
+  sigset_t old;
+  sigfillset(&blocked);
+  for (int sig : {SIGSYS, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT}) {
+    sigdelset(&blocked, sig);
+  }
+  ::pthread_sigmask(SIG_BLOCK, &blocked, &old);
   try {
-    ready.get();
+    thread_ = std::thread([this, thread_class, &on_spawn] { thread_main(thread_class, on_spawn); });
   } catch (...) {
-    thread_.join();
-    loop_.reset();
-    ctx_.reset();
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
     throw;
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  std::unique_lock lock(mutex_);
+  cv_.wait(lock, [this] { return spawned_ || error_; });
+  if (error_) {
+    lock.unlock();
+    thread_.join();
+    std::rethrow_exception(std::exchange(error_, nullptr));
   }
 }
 
-void VirtioWorker::run(std::promise<void>& started) {
-  ::pthread_setname_np(::pthread_self(), thread_class_.substr(0, 15).c_str());
+void VirtioWorker::thread_main(const char* thread_class, const std::function<void()>& on_spawn) {
+  ::pthread_setname_np(::pthread_self(), std::string(thread_class).substr(0, 15).c_str());
   try {
-    if (hooks_.on_start) hooks_.on_start(*loop_);
+    loop_ = std::make_unique<EventLoop>();
+    if (on_spawn) on_spawn();  // `on_spawn` belongs to spawn(), which waits for this
+    enter_thread_class(thread_class);
   } catch (...) {
-    started.set_exception(std::current_exception());
+    std::lock_guard lock(mutex_);
+    error_ = std::current_exception();
+    cv_.notify_all();
     return;
   }
-  started.set_value();  // `started` is gone after this
+  std::unique_lock lock(mutex_);
+  spawned_ = true;
+  cv_.notify_all();
+  while (true) {
+    cv_.wait(lock, [this] { return exit_ || state_ == State::kStarting; });
+    if (exit_) return;
+    lock.unlock();
+    serve_activation();
+    lock.lock();
+    state_ = State::kIdle;
+    cv_.notify_all();
+  }
+}
+
+// One activation, from start() to stop(), on the worker thread.
+void VirtioWorker::serve_activation() {
+  const virtio::ActivateContext& ctx = *ctx_;
+  try {
+    if (hooks_.poller != nullptr) loop_->set_poller(hooks_.poller, hooks_.poll_budget);
+    for (uint16_t q = 0; q < ctx.queue_events.size(); ++q) {
+      const virtio::EventFd& event = ctx.queue_events[q];
+      loop_->add(event.fd(), EventLoop::kIn, [this, &event, q](uint32_t) {
+        event.consume();
+        if (!broken_[q]) hooks_.on_queue(q);
+      });
+    }
+    if (hooks_.on_start) hooks_.on_start(*loop_);
+  } catch (...) {
+    loop_->clear();
+    std::lock_guard lock(mutex_);
+    error_ = std::current_exception();
+    return;  // thread_main reports kIdle; start() finds error_
+  }
+  {
+    std::lock_guard lock(mutex_);
+    state_ = State::kRunning;
+  }
+  cv_.notify_all();
   try {
     for (uint16_t q = 0; q < broken_.size(); ++q) {
       if (!broken_[q]) hooks_.on_queue(q);
@@ -53,21 +109,46 @@ void VirtioWorker::run(std::promise<void>& started) {
     loop_->run();
   } catch (const std::exception& e) {
     spdlog::error("{}: worker failed: {}", name_, e.what());
-    ctx_->interrupt.set_needs_reset();
+    ctx.interrupt.set_needs_reset();
   }
   try {
     if (hooks_.on_stop) hooks_.on_stop();
   } catch (const std::exception& e) {
     spdlog::error("{}: worker failed while stopping: {}", name_, e.what());
   }
+  loop_->clear();
+}
+
+void VirtioWorker::start(const std::string& name, const virtio::ActivateContext& ctx, Hooks hooks) {
+  stop();
+  if (!thread_.joinable()) throw std::logic_error("VirtioWorker::start before spawn");
+  std::unique_lock lock(mutex_);
+  name_ = name;
+  ctx_.emplace(ctx);
+  hooks_ = std::move(hooks);
+  broken_.assign(ctx.queues.size(), 0);
+  error_ = nullptr;
+  state_ = State::kStarting;
+  cv_.notify_all();
+  cv_.wait(lock, [this] { return state_ != State::kStarting; });
+  if (error_) {
+    // on_start failed: the thread is idle again.
+    cv_.wait(lock, [this] { return state_ == State::kIdle; });
+    ctx_.reset();
+    hooks_ = {};
+    std::rethrow_exception(std::exchange(error_, nullptr));
+  }
+  active_ = true;
 }
 
 void VirtioWorker::stop() {
-  if (!thread_.joinable()) return;
+  if (!active_) return;
   loop_->stop();
-  thread_.join();
-  loop_.reset();
+  std::unique_lock lock(mutex_);
+  cv_.wait(lock, [this] { return state_ == State::kIdle; });
+  active_ = false;
   ctx_.reset();
+  hooks_ = {};
 }
 
 bool VirtioWorker::serve(uint16_t q, const virtio::ChainHandler& handle, uint32_t budget) {

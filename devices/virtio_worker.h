@@ -1,11 +1,15 @@
-// VirtioWorker: the thread of one active virtio device, and the loop it runs. A device
-// starts it in activate() and stops it in reset(); between the two the worker alone
-// touches the device's queues, its backend and guest memory.
+// VirtioWorker: the thread of one virtio device, and the loop it runs. The thread is made
+// once, before the guest runs (spawn(), from the device's constructor), enters its thread
+// class there (devices/thread_class.h: the VMM's seccomp filter for that class) and then
+// serves one activation after another: start() in the device's activate(), stop() in its
+// reset(). Between the two the worker alone touches the device's queues, its backend and
+// guest memory. No thread is created or ended while the guest runs, so that the filters can
+// forbid it.
 //
 // The worker waits on the queues' events (ActivateContext::queue_events, signalled by KVM's
 // ioeventfds or the transport) and on whatever fds the device adds to its loop (a backend's
 // completions, a host socket), and calls the device's hooks:
-//   on_start(loop)  first, on the worker thread: make thread-bound backends, add fds;
+//   on_start(loop)  first, on the worker thread: add the device's fds;
 //   on_queue(q)     after every notification of queue q, and once per queue at start
 //                   (buffers made available before activation, or during a previous stop);
 //   on_stop()       last, on the worker thread, after the loop ended: finish in-flight work.
@@ -14,19 +18,22 @@
 // driver when needed and, when the driver broke the queue, stops using it and asks for a
 // reset -- so that the device writes only what it does with one request.
 //
-// Threads: start()/stop() on the thread that activates and resets the device (a vCPU,
-// under the transport's lock, or the VMM's main thread). The hooks, serve() and loop() on
-// the worker thread; loop() also in on_start.
+// Threads: spawn() on the thread that makes the device (the VMM's main thread). start()/
+// stop() on the thread that activates and resets the device (a vCPU, under the transport's
+// lock, or the VMM's main thread). The hooks, serve() and loop() on the worker thread;
+// loop() also in on_start.
 #pragma once
 
 #include <pthread.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
-#include <future>
-#include <optional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,21 +56,25 @@ class VirtioWorker {
   };
 
   VirtioWorker() = default;
-  ~VirtioWorker() { stop(); }
+  ~VirtioWorker();  // stops, then ends the thread
   VirtioWorker(const VirtioWorker&) = delete;
   VirtioWorker& operator=(const VirtioWorker&) = delete;
 
-  // Starts the thread and returns once on_start ran. `thread_class` names the thread (at
-  // most 15 characters: "blk", "rng", ...; what ps shows and what a per-class seccomp
-  // filter is chosen by); `name` is the device in log lines ("virtio-blk disk.img"). What `ctx` refers to (memory, queues,
-  // events, interrupt) must stay valid until stop(); `ctx` itself is copied.
-  // Throws what on_start threw, or std::system_error when no thread or epoll can be had;
-  // the worker is then stopped.
-  void start(const char* thread_class, const std::string& name, const virtio::ActivateContext& ctx,
-             Hooks hooks);
-  // Ends the loop after the current handler, runs on_stop and joins. Nothing when stopped.
+  // Makes the thread, which names itself `thread_class` (a string literal of at most 15
+  // characters: "blk", "rng", ...; what ps shows and what the seccomp filter is chosen by),
+  // runs `on_spawn` (what must happen on this thread before its filter: an io_uring ring),
+  // enters its thread class and waits for start(). Returns when it waits. Throws what
+  // on_spawn or entering the class threw, or std::system_error; nothing when spawned.
+  void spawn(const char* thread_class, const std::function<void()>& on_spawn = {});
+  // Serves one activation on the thread; returns once on_start ran. `name` is the device in
+  // log lines ("virtio-blk disk.img"). What `ctx` refers to (memory, queues, events,
+  // interrupt) must stay valid until stop(); `ctx` itself is copied. Throws what on_start
+  // threw (the worker is then stopped), or std::logic_error when spawn() was not called.
+  void start(const std::string& name, const virtio::ActivateContext& ctx, Hooks hooks);
+  // Ends the loop after the current handler, runs on_stop and waits for it. Nothing when
+  // stopped.
   void stop();
-  bool running() const { return thread_.joinable(); }
+  bool running() const { return active_; }
 
   // Drains queue `q` with `handle` (see the file comment); a queue found broken is not
   // touched again until the next start(). At most `budget` chains per call; true when the
@@ -83,14 +94,23 @@ class VirtioWorker {
   const std::string& name() const { return name_; }
 
  private:
-  void run(std::promise<void>& started);
+  enum class State { kIdle, kStarting, kRunning };
+  void thread_main(const char* thread_class, const std::function<void()>& on_spawn);
+  void serve_activation();
 
-  std::string thread_class_;
   std::string name_;
   std::optional<virtio::ActivateContext> ctx_;
   Hooks hooks_;
-  std::unique_ptr<EventLoop> loop_;
+  std::unique_ptr<EventLoop> loop_;  // made on the thread, kept across activations
   std::vector<uint8_t> broken_;
+  // The hand-over between start()/stop() and the thread.
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  State state_ = State::kIdle;
+  bool exit_ = false;         // the destructor ends the thread
+  bool spawned_ = false;      // the thread entered its class and waits
+  std::exception_ptr error_;  // what spawning or on_start threw
+  bool active_ = false;       // between a successful start() and stop()
   std::thread thread_;
 };
 
