@@ -54,8 +54,16 @@ DiskImage::DiskImage(const std::string& path, bool read_only, bool direct)
     ::close(fd_);
     throw DiskImageError("disk image " + path + " is neither a regular file nor a block device");
   }
-  // Exclusive for writers, shared for readers: a writer excludes everyone else.
-  if (::flock(fd_, (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+  // Exclusive for writers, shared for readers: a writer excludes everyone else. A minivmm
+  // that was just killed (SIGKILL) still holds the lock for a few milliseconds, through its
+  // io_uring's registered copy of the file, which the kernel releases asynchronously: a
+  // held lock is retried for up to a second before it counts as another user's.
+  int locked = ::flock(fd_, (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB);
+  for (int wait_ms = 0; locked != 0 && errno == EWOULDBLOCK && wait_ms < 1000; wait_ms += 5) {
+    ::usleep(5000);
+    locked = ::flock(fd_, (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB);
+  }
+  if (locked != 0) {
     const int err = errno;
     ::close(fd_);
     if (err == EWOULDBLOCK) {
@@ -84,7 +92,13 @@ DiskImage::DiskImage(const std::string& path, bool read_only, bool direct)
 
 DiskImage::~DiskImage() {
   if (buffered_fd_ >= 0) ::close(buffered_fd_);
-  if (fd_ >= 0) ::close(fd_);  // closing the last fd of the description drops the lock
+  if (fd_ >= 0) {
+    // Closing the last fd of the description would drop the lock, but an io_uring that
+    // registered the file holds it until the kernel tears the ring down, asynchronously,
+    // after minivmm is gone: unlock now, so that the image can be opened again at once.
+    ::flock(fd_, LOCK_UN);
+    ::close(fd_);
+  }
 }
 
 }  // namespace minivmm::devices

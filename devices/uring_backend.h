@@ -5,9 +5,13 @@
 // has completed. Discard / write-zeroes use IORING_OP_FALLOCATE, falling back to the
 // synchronous path where the filesystem lacks the mode.
 //
+// The ring is restricted (IORING_REGISTER_RESTRICTIONS) to these operations on the image's
+// registered files; see create().
+//
 // Threads: see DiskBackend, and stricter: where the kernel supports
 // IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, every call must come from the
-// thread that created the backend (VirtioBlock creates it on its I/O thread).
+// thread that created the backend (VirtioBlock creates it on its I/O thread, before that
+// thread's seccomp filter forbids io_uring_setup and io_uring_register).
 #pragma once
 
 #include <liburing.h>
@@ -44,6 +48,11 @@ class UringBackend final : public DiskBackend {
   void prep(DiskOp& op);
   // Handles one CQE: true when `op` is finished with `result`.
   bool complete_one(DiskOp& op, int64_t& result);
+
+  // Indexes in the ring's registered files: ops name the files by these.
+  static constexpr int kFixedImage = 0;
+  static constexpr int kFixedBuffered = 1;  // the buffered twin of an O_DIRECT image
+  static constexpr unsigned kFixedFiles = 2;
 
   int fd_;
   int buffered_fd_;  // == fd_ unless the image is O_DIRECT
