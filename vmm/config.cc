@@ -226,7 +226,8 @@ ConfigResult<DebugExitConfig> parse_debug_exit(std::string_view text) {
       base = 16;
     }
     uint64_t value = 0;
-    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value, base);
+    const auto [end, ec] =
+        std::from_chars(digits.data(), digits.data() + digits.size(), value, base);
     if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size()) {
       return ConfigError{"--debug-exit: " + quoted(item) + " needs a number (decimal or 0x-hex)"};
     }
@@ -268,12 +269,14 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
   std::string rng = "on";
   std::string exit_port = "on";
   std::string pvpanic = "on";
+  std::string seccomp = "on";
   uint32_t timeout_s = 0;
   std::vector<std::string> ports;
   bool no_acpi = false;
 
-  CLI::App app{"minivmm: a minimal KVM virtual machine monitor that boots Linux (a bzImage or an "
-               "ELF vmlinux) directly"};
+  CLI::App app{
+      "minivmm: a minimal KVM virtual machine monitor that boots Linux (a bzImage or an "
+      "ELF vmlinux) directly"};
   app.name("minivmm");
   app.add_option("--kernel", config.kernel,
                  "Linux kernel to boot: a bzImage, or an ELF vmlinux (loaded by its program "
@@ -300,7 +303,8 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       ->type_name("SPEC")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  app.add_option("--serial", serial, "Where the serial console (ttyS0) goes: stdio, null or file=PATH")
+  app.add_option("--serial", serial,
+                 "Where the serial console (ttyS0) goes: stdio, null or file=PATH")
       ->type_name("MODE")
       ->default_str("stdio");
   app.add_option("--console", console,
@@ -308,9 +312,9 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
                  "stdin goes to hvc0 when this is stdio, else to ttyS0 when --serial is stdio")
       ->type_name("MODE")
       ->default_str("off");
-  app.add_option("--port", ports,
-                 "Named virtio-console port, /dev/virtio-ports/NAME (repeatable): " +
-                     port_synopsis())
+  app.add_option(
+         "--port", ports,
+         "Named virtio-console port, /dev/virtio-ports/NAME (repeatable): " + port_synopsis())
       ->type_name("SPEC")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
@@ -334,6 +338,13 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
                  "panic ends the VM at once with status 5")
       ->type_name("on|off")
       ->default_str("on");
+  app.add_option("--seccomp", seccomp,
+                 "Per-thread seccomp filters (main, vcpu, and each device worker's class), "
+                 "installed before the guest runs: on (a forbidden system call ends minivmm "
+                 "with status 159 and one line naming the call and the thread), log (allowed; "
+                 "the kernel logs it), off")
+      ->type_name("on|log|off")
+      ->default_str("on");
   app.add_option("--timeout", timeout_s,
                  "Stop the VM after this many seconds of wall-clock time and exit 124")
       ->type_name("SECONDS")
@@ -352,8 +363,9 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   // --config FILE (TOML or INI): the same options, one per line; the command line overrides
   // the file, and a key that is not an option is an error.
-  app.set_config("--config", "", "Read options from a TOML file: key = value per option "
-                                 "(without the dashes); the command line overrides it")
+  app.set_config("--config", "",
+                 "Read options from a TOML file: key = value per option "
+                 "(without the dashes); the command line overrides it")
       ->type_name("FILE");
   app.allow_config_extras(false);
   app.footer(
@@ -376,10 +388,10 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       "\n"
       "Exit status: 0 guest powered off or rebooted, 1 VMM or host error, 2 bad usage,\n"
       "3 guest crashed (triple fault), 4 host KVM cannot run the guest, 5 guest panicked,\n"
-      "124 --timeout passed, "
-"130/143 stopped by SIGINT/SIGTERM; or the status the guest reported\n"
-      "(exit port 0xf4, virtio-console port minivmm.exit). Reasons in --status-file: poweroff\n"
-      "reboot guest-exit crash panic unrunnable error usage timeout signal.");
+      "124 --timeout passed, 130/143 stopped by SIGINT/SIGTERM, 159 a minivmm thread made a\n"
+      "system call its seccomp filter forbids; or the status the guest reported (exit port\n"
+      "0xf4, virtio-console port minivmm.exit). Reasons in --status-file: poweroff reboot\n"
+      "guest-exit crash panic unrunnable error usage timeout signal seccomp.");
 
   try {
     app.parse(argc, argv);
@@ -448,6 +460,9 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       return ParseExit{2, std::string(name) + ": '" + *text + "' is not on or off"};
     }
     *out = on;
+  }
+  if (!parse_seccomp_mode(seccomp, config.seccomp)) {
+    return ParseExit{2, "--seccomp: '" + seccomp + "' is not on, log or off"};
   }
   if (elf_entry == "auto") {
     config.elf_entry = boot::ElfEntry::kAuto;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "devices/debug_exit.h"
+#include "vmm/seccomp.h"
 #include "boot/linux_boot.h"
 #include "devices/virtio_blk.h"
 #include "virtio/result.h"
@@ -74,6 +75,7 @@ struct VmConfig {
   std::string status_file;            // --status-file: "<status> <reason> <message>" at exit
   bool virtio_cmdline = false;  // append virtio_mmio.device=... for each device
   std::string log_level = "warn";
+  SeccompMode seccomp = SeccompMode::kOn;  // --seccomp on|log|off
 };
 
 // A parse failure: one line for stderr, without a trailing newline.

@@ -13,6 +13,8 @@ enum ExitStatus : int {
                              // internal error, failed VM entry)
   kExitGuestPanicked = 5,    // the guest's kernel panicked (pvpanic)
   kExitTimeout = 124,        // --timeout passed (as coreutils timeout)
+  kExitSeccomp = 159,        // a thread made a system call its seccomp filter forbids
+                             // (128 + SIGSYS, what a shell shows for a process SIGSYS killed)
   // Stopped by SIGINT / SIGTERM: 128 + the signal number (130 / 143), as shells report.
   kExitSignalBase = 128,
   // A status the guest reports through the exit port is the exit status itself (0-255);

@@ -186,6 +186,7 @@ void VmFd::register_ioeventfd(int event_fd, uint64_t addr, uint32_t len,
 
 void VmFd::unregister_ioeventfd(int event_fd, uint64_t addr, uint32_t len,
                                 std::optional<uint64_t> datamatch, bool pio) const {
+  if (closing_) return;
   kvm_ioeventfd io = make_ioeventfd(event_fd, addr, len, datamatch, pio);
   io.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
   checked_ioctl(fd_.get(), KVM_IOEVENTFD, &io, "KVM_IOEVENTFD (deassign)");
@@ -199,6 +200,7 @@ void VmFd::register_irqfd(int event_fd, uint32_t gsi) const {
 }
 
 void VmFd::unregister_irqfd(int event_fd, uint32_t gsi) const {
+  if (closing_) return;
   kvm_irqfd irqfd{};
   irqfd.fd = static_cast<uint32_t>(event_fd);
   irqfd.gsi = gsi;

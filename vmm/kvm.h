@@ -68,12 +68,17 @@ class VmFd {
   // KVM_IRQFD: a write to `event_fd` injects an edge on `gsi`.
   void register_irqfd(int event_fd, uint32_t gsi) const;
   void unregister_irqfd(int event_fd, uint32_t gsi) const;
+  // The VM is being torn down: closing its fd releases every irqfd and ioeventfd, so the
+  // unregister calls above do nothing from now on (the main thread's seccomp filter allows
+  // no KVM ioctl).
+  void set_closing() const { closing_ = true; }
 
   VcpuFd create_vcpu(uint32_t id) const;
 
  private:
   UniqueFd fd_;
   int vcpu_mmap_size_;
+  mutable bool closing_ = false;
 };
 
 // What KVM_RUN returned.
@@ -92,6 +97,7 @@ class VcpuFd {
   VcpuFd& operator=(const VcpuFd&) = delete;
 
   RunResult run() const;
+  int fd() const { return fd_.get(); }
   kvm_run* run_data() const { return run_; }
   size_t run_size() const { return run_size_; }
 

@@ -4,12 +4,15 @@
 //
 // Signals: SIGINT and SIGTERM (and SIGWINCH, for hvc0's size) are blocked in every thread
 // once setup is done, before any thread starts, and read from a signalfd by the main thread's
-// loop (no work in signal handlers); during setup they keep their default action. SIGPIPE is ignored
-// so that a closed stdout only loses guest output. The vCPU kick signal has an empty handler.
+// loop (no work in signal handlers); during setup they keep their default action. SIGPIPE is
+// ignored so that a closed stdout only loses guest output. The vCPU kick signal has an empty
+// handler.
+#include <fcntl.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/signalfd.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -21,6 +24,7 @@
 #include "vmm/exit_status.h"
 #include "vmm/fd.h"
 #include "vmm/kvm.h"
+#include "vmm/seccomp.h"
 #include "vmm/terminal.h"
 #include "vmm/vm.h"
 
@@ -29,16 +33,34 @@ namespace {
 using minivmm::vmm::ExitStatus;
 
 // --status-file: one line "<status> <reason> <message>", so that a CI script can tell the
-// guest's own status from minivmm's outcomes (`read -r status reason message < FILE`).
-void write_status_file(const std::string& path, int status, const std::string& reason,
-                       const std::string& message) {
-  if (path.empty()) return;
-  FILE* f = std::fopen(path.c_str(), "we");
-  if (f == nullptr || std::fprintf(f, "%d %s %s\n", status, reason.c_str(), message.c_str()) < 0 ||
-      std::fclose(f) != 0) {
-    spdlog::error("cannot write --status-file {}: {}", path, std::strerror(errno));
+// guest's own status from minivmm's outcomes (`read -r status reason message < FILE`). The
+// file is opened (and emptied) at the start: no file is opened once the guest runs, and the
+// seccomp reporter writes its line there too.
+class StatusFile {
+ public:
+  explicit StatusFile(const std::string& path) : path_(path) {
+    if (path.empty()) return;
+    fd_ = minivmm::vmm::UniqueFd(
+        ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644));
+    if (!fd_.valid()) error_ = std::strerror(errno);
   }
-}
+  int fd() const { return fd_.get(); }
+  // Why the file could not be opened, or empty.
+  const std::string& error() const { return error_; }
+
+  void write(int status, const std::string& reason, const std::string& message) const {
+    if (!fd_.valid()) return;
+    const std::string line = std::to_string(status) + " " + reason + " " + message + "\n";
+    if (::pwrite(fd_.get(), line.data(), line.size(), 0) != static_cast<ssize_t>(line.size())) {
+      spdlog::error("cannot write --status-file {}: {}", path_, std::strerror(errno));
+    }
+  }
+
+ private:
+  std::string path_;
+  minivmm::vmm::UniqueFd fd_;
+  std::string error_;
+};
 
 void setup_logging(const std::string& level) {
   auto logger = spdlog::stderr_logger_mt("minivmm");
@@ -63,6 +85,13 @@ int run(int argc, char** argv, std::chrono::steady_clock::time_point start) {
   setup_logging(config.log_level);
 
   signal(SIGPIPE, SIG_IGN);
+  const StatusFile status_file(config.status_file);
+  if (!status_file.error().empty()) {
+    spdlog::error("cannot open --status-file {}: {}", config.status_file, status_file.error());
+    return minivmm::vmm::kExitVmmError;
+  }
+  // Before the Vm: its device workers are spawned, and confined, as it is made.
+  minivmm::vmm::init_seccomp(config.seccomp, status_file.fd());
   try {
     // Setup starts no thread. SIGINT / SIGTERM keep their default action until it is done,
     // so that a VMM stuck opening a file (say, on a hung network filesystem) still dies.
@@ -83,16 +112,16 @@ int run(int argc, char** argv, std::chrono::steady_clock::time_point start) {
     const int status = vm.run(signal_fd.get());
     terminal.reset();
     const auto outcome = vm.outcome();
-    write_status_file(config.status_file, status, outcome.reason, outcome.message);
+    status_file.write(status, outcome.reason, outcome.message);
     return status;
   } catch (const minivmm::vmm::VmError& e) {
     spdlog::error("{}", e.what());
-    write_status_file(config.status_file, e.status(),
-                      e.status() == minivmm::vmm::kExitUsage ? "usage" : "error", e.what());
+    status_file.write(e.status(), e.status() == minivmm::vmm::kExitUsage ? "usage" : "error",
+                      e.what());
     return e.status();
   } catch (const minivmm::vmm::KvmError& e) {
     spdlog::error("{}", e.what());
-    write_status_file(config.status_file, minivmm::vmm::kExitVmmError, "error", e.what());
+    status_file.write(minivmm::vmm::kExitVmmError, "error", e.what());
     return minivmm::vmm::kExitVmmError;
   }
 }

@@ -14,7 +14,8 @@ namespace minivmm::vmm {
 
 struct Outcome {
   int status;
-  std::string reason;  // poweroff reboot guest-exit crash panic unrunnable error usage timeout signal
+  std::string reason;  // poweroff reboot guest-exit crash panic unrunnable error usage timeout
+                       // signal; "seccomp" is written by the SIGSYS reporter (vmm/seccomp.h)
   std::string message;
   bool operator==(const Outcome&) const = default;
 };

@@ -88,7 +88,8 @@ Vcpu::Vcpu(const VmFd& vm, uint32_t index, const mmio::Bus& pio_bus, const mmio:
       fd_(vm.create_vcpu(index)),
       pio_bus_(pio_bus),
       mmio_bus_(mmio_bus),
-      stop_(stop) {}
+      stop_(stop),
+      pvm_host_(is_pvm_host()) {}
 
 void Vcpu::configure(const std::vector<kvm_cpuid_entry2>& cpuid) {
   fd_.set_cpuid2(cpuid);
@@ -258,7 +259,7 @@ bool Vcpu::handle_exit() {
           message += byte;
         }
       }
-      if (is_pvm_host()) {
+      if (pvm_host_) {
         message +=
             ". This host's KVM is PVM (/sys/module/kvm_pvm), which runs guest kernel code "
             "through KVM's instruction emulator and cannot run unmodified guest kernels; use "

@@ -48,6 +48,7 @@ class Vcpu {
   void kick(pthread_t thread);
 
   uint32_t index() const { return index_; }
+  int fd() const { return fd_.fd(); }  // for the vCPU thread's seccomp filter
 
  private:
   // Handles one exit; false when the vCPU must stop.
@@ -61,6 +62,8 @@ class Vcpu {
   const mmio::Bus& pio_bus_;
   const mmio::Bus& mmio_bus_;
   StopControl& stop_;
+  // Read at construction: the exit that needs it runs under the vCPU's seccomp filter.
+  bool pvm_host_;
 };
 
 }  // namespace minivmm::vmm

@@ -23,6 +23,7 @@
 #include "boot/linux_boot.h"
 #include "vmm/cpuid.h"
 #include "vmm/exit_status.h"
+#include "vmm/seccomp.h"
 
 namespace minivmm::vmm {
 namespace {
@@ -120,6 +121,7 @@ Vm::~Vm() {
   stop_.request(StopReason::kError, "VMM shutting down");
   stop_vcpus();
   detach_virtio_devices();
+  if (vm_) vm_->set_closing();  // the members' teardown makes no KVM ioctl
 }
 
 void Vm::read_images(const VmConfig& config) {
@@ -463,7 +465,11 @@ void Vm::setup_vcpus(const VmConfig& config) {
 int Vm::run(int signal_fd) {
   for (auto& vcpu : vcpus_) {
     Vcpu* v = vcpu.get();
-    threads_.emplace_back([v, this] { v->run(start_); });
+    threads_.emplace_back([v, this] {
+      const std::string name = "vcpu" + std::to_string(v->index());
+      ::pthread_setname_np(::pthread_self(), name.c_str());
+      if (confine_vcpu(*v)) v->run(start_);
+    });
   }
   wait_for_stop(signal_fd);
   stop_vcpus();
@@ -517,6 +523,8 @@ void Vm::wait_for_stop(int signal_fd) {
                                               std::to_string(*timeout_s_) + " s");
     });
   }
+
+  confine_main_and_start_guest();
 
   // stdin: read while the console takes input; paused (interest 0) while its buffer is full
   // and retried every 10 ms. epoll refuses regular files and /dev/null: those are read on
@@ -614,7 +622,45 @@ void Vm::update_console_size() {
   }
 }
 
+bool Vm::confine_vcpu(const Vcpu& vcpu) {
+  try {
+    install_seccomp_filter("vcpu", vcpu.fd());
+  } catch (const std::exception& e) {
+    stop_.request(StopReason::kError,
+                  "vCPU " + std::to_string(vcpu.index()) + ": cannot confine: " + e.what());
+  }
+  std::unique_lock lock(gate_mutex_);
+  ++confined_vcpus_;
+  gate_cv_.notify_all();
+  gate_cv_.wait(lock, [this] { return gate_open_; });
+  return !stop_.stopping();
+}
+
+// Every device worker entered its class when it was spawned; the vCPUs wait at the gate
+// with their filters; the main thread is confined last, then the guest may run.
+void Vm::confine_main_and_start_guest() {
+  {
+    std::unique_lock lock(gate_mutex_);
+    gate_cv_.wait(lock, [this] { return confined_vcpus_ == threads_.size(); });
+  }
+  try {
+    install_seccomp_filter("main");
+  } catch (const std::exception& e) {
+    stop_.request(StopReason::kError, std::string("cannot confine the main thread: ") + e.what());
+  }
+  open_gate();
+}
+
+void Vm::open_gate() {
+  {
+    std::lock_guard lock(gate_mutex_);
+    gate_open_ = true;
+  }
+  gate_cv_.notify_all();
+}
+
 void Vm::stop_vcpus() {
+  open_gate();  // vCPUs still at the gate see the stop and end
   for (size_t i = 0; i < threads_.size(); ++i) {
     if (threads_[i].joinable()) vcpus_[i]->kick(threads_[i].native_handle());
   }

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -106,6 +107,11 @@ class Vm {
   void attach_virtio_devices();
   void setup_vcpus(const VmConfig& config);
   void wait_for_stop(int signal_fd);
+  // The vCPU threads' start: the thread's seccomp filter, then the gate, which the main
+  // thread opens once every vCPU and itself are confined. False when the VM stops first.
+  bool confine_vcpu(const Vcpu& vcpu);
+  void confine_main_and_start_guest();
+  void open_gate();
   void watch_output(devices::EventLoop& loop, devices::HostOutput& out);
   void on_signal(int signal_fd);
   void update_console_size();
@@ -138,6 +144,10 @@ class Vm {
   bool virtio_detached_ = false;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::vector<std::thread> threads_;
+  std::mutex gate_mutex_;
+  std::condition_variable gate_cv_;
+  size_t confined_vcpus_ = 0;  // vCPU threads that installed their filter (or failed to)
+  bool gate_open_ = false;
   boot::LinuxBootInfo boot_info_;
   boot::ImageSource kernel_;           // over kernel_image_, or reads kernel_fd_ (a vmlinux)
   UniqueFd kernel_fd_;

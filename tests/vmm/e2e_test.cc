@@ -19,7 +19,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -71,10 +74,12 @@ class TempDir {
 };
 
 // Runs minivmm with `args`; stdin is /dev/null. When `signal_after` is set, sends that signal
-// once stdout contains `signal_when` (or after 5 s). Kills the VMM after `timeout`.
+// once stdout contains `signal_when` (or after 5 s), first calling `before_signal` with the
+// VMM's pid when given. Kills the VMM after `timeout`.
 Run run_minivmm(const std::vector<std::string>& args, int signal_after = 0,
                 const std::string& signal_when = {},
-                std::chrono::seconds timeout = std::chrono::seconds(30)) {
+                std::chrono::seconds timeout = std::chrono::seconds(30),
+                const std::function<void(pid_t)>& before_signal = {}) {
   TempDir dir;
   const std::string out_path = dir.file("stdout");
   const std::string err_path = dir.file("stderr");
@@ -103,6 +108,7 @@ Run run_minivmm(const std::vector<std::string>& args, int signal_after = 0,
     const auto elapsed = std::chrono::steady_clock::now() - start;
     if (!signalled && (slurp(out_path).find(signal_when) != std::string::npos ||
                        elapsed > std::chrono::seconds(5))) {
+      if (before_signal) before_signal(pid);
       ::kill(pid, signal_after);
       signalled = true;
     }
@@ -249,7 +255,7 @@ Run run_with_stdout_pipe(std::chrono::milliseconds read_every) {
   posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
   posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
                                    0644);
-  std::vector<std::string> full = {MINIVMM_BINARY, "--kernel", kGuest, "--cmdline",
+  std::vector<std::string> full = {MINIVMM_BINARY,       "--kernel",    kGuest, "--cmdline",
                                    "minivmm-test=flood", "--log-level", "info"};
   std::vector<char*> argv;
   for (auto& a : full) argv.push_back(a.data());
@@ -272,8 +278,7 @@ Run run_with_stdout_pipe(std::chrono::milliseconds read_every) {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, &wstatus, 0);
       ::close(fds[0]);
-      FAIL("minivmm did not exit within 60 s with a stalled stdout; stderr: "
-           << slurp(err_path));
+      FAIL("minivmm did not exit within 60 s with a stalled stdout; stderr: " << slurp(err_path));
     }
     std::this_thread::sleep_for(read_every.count() > 0 ? read_every
                                                        : std::chrono::milliseconds(20));
@@ -315,8 +320,8 @@ TEST_CASE("the console and named ports are virtio devices with host outputs", "[
   CHECK(r.status == 0);
   CHECK_THAT(r.out, Catch::Contains("device-id=0x00000003"));
   struct stat st {};
-  CHECK(::stat(log.c_str(), &st) == 0);                        // created
-  CHECK(::stat(dir.file("p.sock").c_str(), &st) != 0);        // removed at exit
+  CHECK(::stat(log.c_str(), &st) == 0);                 // created
+  CHECK(::stat(dir.file("p.sock").c_str(), &st) != 0);  // removed at exit
   // A socket path that is something else is refused in one line.
   const std::string file = dir.make_file("not-a-socket", 0);
   r = run_minivmm({"--kernel", kGuest, "--port", "name=p,socket=" + file});
@@ -329,13 +334,12 @@ TEST_CASE("the console and named ports are virtio devices with host outputs", "[
   CHECK_THAT(r.err, Catch::Contains("cannot open console output file"));
 }
 
-TEST_CASE("the exit port: the guest's status is minivmm's, and the status file says so",
-          "[kvm]") {
+TEST_CASE("the exit port: the guest's status is minivmm's, and the status file says so", "[kvm]") {
   REQUIRE_KVM();
   TempDir dir;
   const std::string status = dir.file("status");
-  Run r = run_minivmm({"--kernel", kGuest, "--cmdline", "minivmm-test=exit", "--status-file",
-                       status});
+  Run r =
+      run_minivmm({"--kernel", kGuest, "--cmdline", "minivmm-test=exit", "--status-file", status});
   CHECK(r.status == 42);
   CHECK_THAT(r.err, Catch::Contains("warning: the guest reported status 42 (wrote 0x2a to the "
                                     "exit port 0xf4)"));
@@ -552,5 +556,61 @@ TEST_CASE("an instruction the host KVM cannot emulate exits 4 and says why", "[k
   } else {
     // Hardware virtualization delivers the #BP; with an empty IDT that is a triple fault.
     CHECK(r.status == 3);
+  }
+}
+
+// Every thread of a running VM: its name and its seccomp mode ("Seccomp:" in
+// /proc/PID/task/TID/status: 0 none, 2 filter).
+std::vector<std::pair<std::string, std::string>> thread_seccomp(pid_t pid) {
+  std::vector<std::pair<std::string, std::string>> threads;
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    std::string name = slurp(task.path() / "comm");
+    if (!name.empty() && name.back() == '\n') name.pop_back();
+    const std::string status = slurp(task.path() / "status");
+    const size_t at = status.find("\nSeccomp:\t");
+    threads.emplace_back(name, at == std::string::npos ? "?" : status.substr(at + 10, 1));
+  }
+  return threads;
+}
+
+TEST_CASE("every thread of a running VM is under its seccomp filter", "[kvm][seccomp]") {
+  REQUIRE_KVM();
+  TempDir dir;
+  const std::string disk = dir.make_file("disk.img", 1 << 20);
+  for (const std::string mode : {"on", "off"}) {
+    INFO("--seccomp " << mode);
+    std::vector<std::pair<std::string, std::string>> threads;
+    const Run r = run_minivmm({"--kernel", kGuest, "--cmdline", "minivmm-test=spin", "--cpus", "2",
+                               "--disk", "path=" + disk, "--console", "file=" + dir.file("hvc0"),
+                               "--port", "name=p,socket=" + dir.file("p.sock"), "--seccomp", mode},
+                              SIGTERM, "spinning", std::chrono::seconds(30), [&](pid_t pid) {
+                                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                                threads = thread_seccomp(pid);
+                              });
+    INFO("stdout:\n" << r.out << "stderr:\n" << r.err);
+    CHECK(r.status == 128 + SIGTERM);
+    std::map<std::string, int> names;
+    size_t ours = 0;
+    std::string all;
+    for (const auto& [name, seccomp] : threads) all += name + "(" + seccomp + ") ";
+    INFO("threads: " << all);
+    for (const auto& [name, seccomp] : threads) {
+      INFO("thread " << name);
+      // KVM's own kernel worker (kvm-nx-lpage-recovery) is a thread of the process too; it
+      // never runs user code, and it inherits the filter of the thread that made the VM.
+      if (name.rfind("kvm-", 0) == 0) continue;
+      CHECK(seccomp == (mode == "on" ? "2" : "0"));
+      ++names[name];
+      ++ours;
+    }
+    // main, two vCPUs, and one worker per device: blk, rng, console.
+    CHECK(ours == 6);
+    CHECK(names["minivmm"] == 1);
+    CHECK(names["vcpu0"] == 1);
+    CHECK(names["vcpu1"] == 1);
+    CHECK(names["blk"] == 1);
+    CHECK(names["rng"] == 1);
+    CHECK(names["console"] == 1);
   }
 }

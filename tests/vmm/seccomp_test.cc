@@ -1,0 +1,252 @@
+// The seccomp probe table: for each thread class, one child process installs that class's
+// filter (vmm/seccomp.h) exactly as minivmm does, makes one system call, and exits 0 if it
+// returned. Allowed calls must return; forbidden calls and forbidden arguments must end
+// the child with kExitSeccomp and the reporter's one line naming the call and the class.
+// The same table with --seccomp off (and log) is the control: there every call returns.
+#include "vmm/seccomp.h"
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <linux/io_uring.h>
+#include <linux/kvm.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "vmm/exit_status.h"
+
+using minivmm::vmm::SeccompMode;
+
+namespace {
+
+constexpr int kFakeVcpuFd = 100;  // the probe's "own vCPU fd": a dup of /dev/null
+constexpr int kOtherFd = 101;     // another fd it holds
+
+struct Probe {
+  const char* thread_class;
+  const char* what;          // the call, for the report
+  bool allowed;              // under mode on
+  const char* syscall_name;  // what the reporter must name when it is forbidden
+  std::function<void()> call;
+};
+
+void mmap_with(int prot) {
+  void* p = ::mmap(nullptr, 4096, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p != MAP_FAILED) ::munmap(p, 4096);
+}
+
+// Calls that no class may make after boot. Each is harmless when it returns (the control).
+std::vector<Probe> forbidden_everywhere(const char* c) {
+  return {
+      {c, "openat a file", false, "openat",
+       [] {
+         ::close(static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/etc/hostname", O_RDONLY)));
+       }},
+      {c, "execve", false, "execve",
+       [] {
+         const char* argv[] = {"/bin/true", nullptr};
+         ::syscall(SYS_execve, "/nonexistent/minivmm-probe", argv, nullptr);
+       }},
+      {c, "clone (a thread or process)", false, "clone",
+       [] {
+         const long r = ::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+         if (r == 0) ::_exit(0);
+         if (r > 0) ::waitpid(static_cast<pid_t>(r), nullptr, 0);
+       }},
+      {c, "io_uring_setup", false, "io_uring_setup",
+       [] {
+         io_uring_params p{};
+         const long fd = ::syscall(SYS_io_uring_setup, 2, &p);
+         if (fd >= 0) ::close(static_cast<int>(fd));
+       }},
+      {c, "io_uring_register", false, "io_uring_register",
+       [] { ::syscall(SYS_io_uring_register, kOtherFd, IORING_UNREGISTER_FILES, nullptr, 0); }},
+      {c, "mmap with PROT_EXEC", false, "mmap", [] { mmap_with(PROT_READ | PROT_EXEC); }},
+      {c, "mprotect to PROT_EXEC", false, "mprotect",
+       [] {
+         void* p = ::mmap(nullptr, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+         ::mprotect(p, 4096, PROT_READ | PROT_EXEC);
+       }},
+      {c, "ioctl TIOCSTI", false, "ioctl",
+       [] {
+         char ch = 'x';
+         ::ioctl(kOtherFd, TIOCSTI, &ch);
+       }},
+      {c, "ioctl TIOCLINUX on stdin", false, "ioctl",
+       [] {
+         char sub = 0;
+         ::ioctl(0, TIOCLINUX, &sub);
+       }},
+      {c, "ioctl KVM_CREATE_VM", false, "ioctl", [] { ::ioctl(kOtherFd, KVM_CREATE_VM, 0); }},
+      {c, "socket", false, "socket",
+       [] { ::close(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)); }},
+      {c, "kill another process", false, "kill", [] { ::kill(1, 0); }},
+      {c, "tgkill a thread of another process", false, "tgkill",
+       [] { ::syscall(SYS_tgkill, 1, 1, 0); }},
+      // What every class does.
+      {c, "mmap without PROT_EXEC", true, "", [] { mmap_with(PROT_READ | PROT_WRITE); }},
+      {c, "write", true, "", [] { [[maybe_unused]] ssize_t n = ::write(kOtherFd, "x", 1); }},
+      {c, "tgkill itself with signal 0", true, "",
+       [] { ::syscall(SYS_tgkill, ::getpid(), ::gettid(), 0); }},
+  };
+}
+
+std::vector<Probe> probe_table() {
+  std::vector<Probe> table;
+  for (const char* c : minivmm::vmm::seccomp_thread_classes()) {
+    for (Probe& p : forbidden_everywhere(c)) table.push_back(std::move(p));
+  }
+  auto add = [&table](Probe p) { table.push_back(std::move(p)); };
+  // vcpu: KVM_RUN, and KVM_GET_REGS for crash reports, on its own fd only.
+  add({"vcpu", "ioctl KVM_RUN on its own vCPU fd", true, "",
+       [] { ::ioctl(kFakeVcpuFd, KVM_RUN, 0); }});
+  add({"vcpu", "ioctl KVM_RUN on another fd", false, "ioctl",
+       [] { ::ioctl(kOtherFd, KVM_RUN, 0); }});
+  add({"vcpu", "ioctl KVM_SET_REGS on its own fd", false, "ioctl", [] {
+         kvm_regs regs{};
+         ::ioctl(kFakeVcpuFd, KVM_SET_REGS, &regs);
+       }});
+  add({"vcpu", "getrandom", false, "getrandom", [] {
+         char b;
+         ::syscall(SYS_getrandom, &b, 1, 0);
+       }});
+  // main: harmless terminal ioctls on stdin/stdout/stderr only, the status file, poll.
+  add({"main", "ioctl TIOCGWINSZ on stdout", true, "", [] {
+         winsize ws{};
+         ::ioctl(1, TIOCGWINSZ, &ws);
+       }});
+  add({"main", "ioctl TCGETS on fd 101", false, "ioctl", [] {
+         termios t{};
+         ::ioctl(kOtherFd, TCGETS, &t);
+       }});
+  add({"main", "ioctl KVM_RUN", false, "ioctl", [] { ::ioctl(kFakeVcpuFd, KVM_RUN, 0); }});
+  add({"main", "pwrite64 (the status file)", true, "",
+       [] { [[maybe_unused]] ssize_t n = ::pwrite(kOtherFd, "x", 1, 0); }});
+  add({"main", "io_uring_enter", false, "io_uring_enter",
+       [] { ::syscall(SYS_io_uring_enter, kOtherFd, 0, 0, 0, nullptr, 0); }});
+  // blk: io_uring_enter and the synchronous backend's calls.
+  add({"blk", "io_uring_enter", true, "",
+       [] { ::syscall(SYS_io_uring_enter, kOtherFd, 0, 0, 0, nullptr, 0); }});
+  add({"blk", "pread64", true, "", [] {
+         char b;
+         [[maybe_unused]] ssize_t n = ::pread(kOtherFd, &b, 1, 0);
+       }});
+  add({"blk", "fdatasync", true, "", [] { ::fdatasync(kOtherFd); }});
+  add({"blk", "getrandom", false, "getrandom", [] {
+         char b;
+         ::syscall(SYS_getrandom, &b, 1, 0);
+       }});
+  add({"blk", "ioctl KVM_RUN", false, "ioctl", [] { ::ioctl(kFakeVcpuFd, KVM_RUN, 0); }});
+  // rng: getrandom only.
+  add({"rng", "getrandom", true, "", [] {
+         char b;
+         ::syscall(SYS_getrandom, &b, 1, 0);
+       }});
+  add({"rng", "pread64", false, "pread64", [] {
+         char b;
+         [[maybe_unused]] ssize_t n = ::pread(kOtherFd, &b, 1, 0);
+       }});
+  // console: its sockets.
+  add({"console", "accept4", true, "", [] { ::accept4(kOtherFd, nullptr, nullptr, 0); }});
+  add({"console", "recvfrom", true, "", [] {
+         char b;
+         ::recv(kOtherFd, &b, 1, MSG_DONTWAIT);
+       }});
+  add({"console", "io_uring_enter", false, "io_uring_enter",
+       [] { ::syscall(SYS_io_uring_enter, kOtherFd, 0, 0, 0, nullptr, 0); }});
+  add({"console", "unlink", false, "unlink", [] { ::unlink("/nonexistent/minivmm-probe"); }});
+  return table;
+}
+
+struct Outcome {
+  int status = -1;  // exit status, or 128 + signal
+  std::string err;
+};
+
+// Runs `probe` in a child under `mode`; its stderr comes back.
+Outcome run_probe(const Probe& probe, SeccompMode mode) {
+  int pipe_fds[2];
+  REQUIRE(::pipe2(pipe_fds, O_CLOEXEC) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::dup2(pipe_fds[1], STDERR_FILENO);
+    const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    ::dup2(null_fd, kFakeVcpuFd);
+    ::dup2(null_fd, kOtherFd);
+    minivmm::vmm::init_seccomp(mode);
+    try {
+      minivmm::vmm::install_seccomp_filter(probe.thread_class, kFakeVcpuFd);
+    } catch (...) {
+      ::_exit(99);
+    }
+    probe.call();
+    ::_exit(0);
+  }
+  ::close(pipe_fds[1]);
+  Outcome out;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(pipe_fds[0], buf, sizeof buf)) > 0)
+    out.err.append(buf, static_cast<size_t>(n));
+  ::close(pipe_fds[0]);
+  int ws = 0;
+  REQUIRE(::waitpid(pid, &ws, 0) == pid);
+  out.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("seccomp: each thread class's allowed calls work and forbidden ones end minivmm",
+          "[seccomp]") {
+  size_t forbidden = 0;
+  for (const Probe& probe : probe_table()) {
+    INFO(probe.thread_class << ": " << probe.what);
+    const Outcome on = run_probe(probe, SeccompMode::kOn);
+    INFO("stderr: " << on.err);
+    if (probe.allowed) {
+      CHECK(on.status == 0);
+      CHECK(on.err.empty());
+      continue;
+    }
+    ++forbidden;
+    CHECK(on.status == minivmm::vmm::kExitSeccomp);
+    const std::string prefix = std::string("minivmm: error: seccomp: the ") + probe.thread_class +
+                               " thread made a forbidden system call: " + probe.syscall_name + " (";
+    CHECK(on.err.rfind(prefix, 0) == 0);
+    CHECK(on.err.size() > prefix.size());
+    CHECK(on.err.find('\n') == on.err.size() - 1);  // one line
+  }
+  CHECK(forbidden > 60);
+}
+
+TEST_CASE("seccomp: with --seccomp off or log every probe's call returns (the control)",
+          "[seccomp]") {
+  for (SeccompMode mode : {SeccompMode::kOff, SeccompMode::kLog}) {
+    for (const Probe& probe : probe_table()) {
+      INFO(probe.thread_class << ": " << probe.what
+                              << (mode == SeccompMode::kOff ? " (off)" : " (log)"));
+      const Outcome r = run_probe(probe, mode);
+      INFO("stderr: " << r.err);
+      CHECK(r.status == 0);
+      CHECK(r.err.empty());
+    }
+  }
+}
+
+TEST_CASE("seccomp: a thread class without a filter is refused", "[seccomp]") {
+  const Probe probe{"gpu", "nothing", true, "", [] {}};
+  CHECK(run_probe(probe, SeccompMode::kOn).status == 99);
+}

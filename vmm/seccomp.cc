@@ -1,0 +1,271 @@
+#include "vmm/seccomp.h"
+
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string_view>
+#include <vector>
+
+#include "devices/thread_class.h"
+#include "vmm/exit_status.h"
+
+namespace minivmm::vmm {
+namespace {
+
+constexpr const char* kClasses[] = {"main", "vcpu", "blk", "rng", "console"};
+
+std::atomic<SeccompMode> g_mode{SeccompMode::kOff};
+int g_status_fd = -1;
+thread_local const char* t_class = nullptr;
+
+// System call names by number, resolved before any filter exists: the reporter runs in a
+// signal handler and may not allocate.
+constexpr int kMaxSyscall = 512;
+std::array<const char*, kMaxSyscall> g_names{};
+
+// The reporter's line, built without allocation: async-signal-safe pieces only.
+class LineBuffer {
+ public:
+  void add(std::string_view s) {
+    for (char c : s) {
+      if (len_ < sizeof(buf_)) buf_[len_++] = c;
+    }
+  }
+  void add_number(long n) {
+    char digits[24];
+    size_t i = 0;
+    const bool negative = n < 0;
+    unsigned long u =
+        negative ? 0UL - static_cast<unsigned long>(n) : static_cast<unsigned long>(n);
+    do {
+      digits[i++] = static_cast<char>('0' + u % 10);
+      u /= 10;
+    } while (u != 0 && i < sizeof(digits));
+    if (negative) add("-");
+    while (i > 0) add(std::string_view(&digits[--i], 1));
+  }
+  std::string_view view() const { return {buf_, len_}; }
+
+ private:
+  char buf_[256];
+  size_t len_ = 0;
+};
+
+void write_all(int fd, std::string_view s) {
+  while (!s.empty()) {
+    const ssize_t n = ::write(fd, s.data(), s.size());
+    if (n <= 0) return;
+    s.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+void on_sigsys(int, siginfo_t* info, void*) {
+  const int nr = info->si_syscall;
+  const char* name = nr >= 0 && nr < kMaxSyscall && g_names[static_cast<size_t>(nr)] != nullptr
+                         ? g_names[static_cast<size_t>(nr)]
+                         : "unknown";
+  LineBuffer message;
+  message.add("seccomp: the ");
+  message.add(t_class != nullptr ? t_class : "unconfined");
+  message.add(" thread made a forbidden system call: ");
+  message.add(name);
+  message.add(" (");
+  message.add_number(nr);
+  message.add(")");
+  LineBuffer line;
+  line.add("minivmm: error: ");
+  line.add(message.view());
+  line.add("\n");
+  write_all(STDERR_FILENO, line.view());
+  if (g_status_fd >= 0) {
+    LineBuffer status;
+    status.add_number(kExitSeccomp);
+    status.add(" seccomp ");
+    status.add(message.view());
+    status.add("\n");
+    write_all(g_status_fd, status.view());
+  }
+  ::_exit(kExitSeccomp);
+}
+
+void hook(const char* thread_class) {
+  install_seccomp_filter(thread_class);
+}
+
+// One filter under construction: libseccomp's context with rules added by name.
+class Filter {
+ public:
+  explicit Filter(uint32_t default_action) : ctx_(seccomp_init(default_action)) {
+    if (ctx_ == nullptr) throw std::runtime_error("seccomp_init failed");
+  }
+  ~Filter() { seccomp_release(ctx_); }
+  Filter(const Filter&) = delete;
+  Filter& operator=(const Filter&) = delete;
+
+  void allow(int nr) { add(nr, {}); }
+  void allow(int nr, std::initializer_list<scmp_arg_cmp> args) { add(nr, args); }
+  void load() {
+    if (const int r = seccomp_load(ctx_); r != 0) {
+      throw std::runtime_error(std::string("seccomp_load: ") + std::strerror(-r));
+    }
+  }
+
+ private:
+  void add(int nr, std::initializer_list<scmp_arg_cmp> args) {
+    const std::vector<scmp_arg_cmp> v(args);
+    const int r = seccomp_rule_add_array(ctx_, SCMP_ACT_ALLOW, nr, static_cast<unsigned>(v.size()),
+                                         v.empty() ? nullptr : v.data());
+    if (r != 0) {
+      throw std::runtime_error("seccomp_rule_add(" + std::to_string(nr) +
+                               "): " + std::strerror(-r));
+    }
+  }
+  scmp_filter_ctx ctx_;
+};
+
+// What every thread does while the guest runs: memory, locks, time, its own fds, epoll,
+// logging, signals to its own process, and ending.
+void allow_common(Filter& f) {
+  const auto no_exec = SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0);
+  for (int nr : {SCMP_SYS(read),
+                 SCMP_SYS(write),
+                 SCMP_SYS(readv),
+                 SCMP_SYS(writev),
+                 SCMP_SYS(close),
+                 SCMP_SYS(futex),
+                 SCMP_SYS(restart_syscall),
+                 SCMP_SYS(rt_sigreturn),
+                 SCMP_SYS(rt_sigprocmask),
+                 SCMP_SYS(exit),
+                 SCMP_SYS(exit_group),
+                 SCMP_SYS(sched_yield),
+                 SCMP_SYS(nanosleep),
+                 SCMP_SYS(clock_nanosleep),
+                 SCMP_SYS(clock_gettime),
+                 SCMP_SYS(gettimeofday),
+                 SCMP_SYS(getpid),
+                 SCMP_SYS(gettid),
+                 SCMP_SYS(madvise),
+                 SCMP_SYS(munmap),
+                 SCMP_SYS(brk),
+                 SCMP_SYS(mremap),
+                 SCMP_SYS(epoll_wait),
+                 SCMP_SYS(epoll_pwait),
+                 SCMP_SYS(epoll_ctl),
+                 SCMP_SYS(fstat)}) {
+    f.allow(nr);
+  }
+  f.allow(SCMP_SYS(mmap), {no_exec});
+  f.allow(SCMP_SYS(mprotect), {no_exec});
+  // glibc's fstat(): newfstatat(fd, "", buf, AT_EMPTY_PATH), on an fd we hold.
+  f.allow(SCMP_SYS(newfstatat), {SCMP_A3(SCMP_CMP_EQ, AT_EMPTY_PATH)});
+  // pthread_kill / raise: only to threads of this process.
+  f.allow(SCMP_SYS(tgkill), {SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(::getpid()))});
+}
+
+void allow_class(Filter& f, std::string_view thread_class, int vcpu_fd) {
+  if (thread_class == "main") {
+    // The terminal (isatty, raw mode and its restore, the window size) on stdin/stdout/
+    // stderr; never TIOCSTI or TIOCLINUX.
+    for (int fd = 0; fd <= 2; ++fd) {
+      for (scmp_datum_t request :
+           std::initializer_list<scmp_datum_t>{TCGETS, TCSETS, TCSETSW, TCSETSF, TIOCGWINSZ}) {
+        f.allow(SCMP_SYS(ioctl), {SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(fd)),
+                                  SCMP_A1(SCMP_CMP_EQ, request)});
+      }
+    }
+    // Output drains (poll), O_NONBLOCK restored on exit, disks flushed at the stop, the
+    // status file (opened before the guest ran) written, and the sockets of named console
+    // ports removed at exit (unlink: the one file-system change the main thread may make).
+    for (int nr : {SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(fdatasync), SCMP_SYS(fsync),
+                   SCMP_SYS(pwrite64), SCMP_SYS(unlink)}) {
+      f.allow(nr);
+    }
+    f.allow(SCMP_SYS(flock), {SCMP_A1(SCMP_CMP_EQ, LOCK_UN)});  // disk images, at exit
+    for (int cmd : {F_GETFL, F_SETFL}) {
+      f.allow(SCMP_SYS(fcntl), {SCMP_A1(SCMP_CMP_EQ, static_cast<scmp_datum_t>(cmd))});
+    }
+  } else if (thread_class == "vcpu") {
+    if (vcpu_fd < 0) throw std::runtime_error("seccomp: the vcpu filter needs the vCPU's fd");
+    const auto own = SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(vcpu_fd));
+    f.allow(SCMP_SYS(ioctl), {own, SCMP_A1(SCMP_CMP_EQ, KVM_RUN)});
+    f.allow(SCMP_SYS(ioctl), {own, SCMP_A1(SCMP_CMP_EQ, KVM_GET_REGS)});  // crash reports
+  } else if (thread_class == "blk") {
+    for (int nr : {SCMP_SYS(io_uring_enter), SCMP_SYS(pread64), SCMP_SYS(pwrite64),
+                   SCMP_SYS(preadv), SCMP_SYS(pwritev), SCMP_SYS(preadv2), SCMP_SYS(pwritev2),
+                   SCMP_SYS(fdatasync), SCMP_SYS(fsync), SCMP_SYS(fallocate)}) {
+      f.allow(nr);
+    }
+  } else if (thread_class == "rng") {
+    f.allow(SCMP_SYS(getrandom));
+  } else if (thread_class == "console") {
+    // Host sockets of named ports: one client at a time is accepted and talked to.
+    for (int nr : {SCMP_SYS(accept4), SCMP_SYS(recvfrom), SCMP_SYS(sendto)}) f.allow(nr);
+  } else {
+    throw std::runtime_error("seccomp: no filter for thread class '" + std::string(thread_class) +
+                             "'");
+  }
+}
+
+}  // namespace
+
+void init_seccomp(SeccompMode mode, int status_fd) {
+  g_mode.store(mode, std::memory_order_release);
+  g_status_fd = status_fd;
+  if (mode == SeccompMode::kOff) return;
+  for (int nr = 0; nr < kMaxSyscall; ++nr) {
+    g_names[static_cast<size_t>(nr)] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+  }
+  struct sigaction sa {};
+  sa.sa_sigaction = on_sigsys;
+  sa.sa_flags = SA_SIGINFO;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGSYS, &sa, nullptr);
+  devices::set_thread_class_hook(hook);
+}
+
+SeccompMode seccomp_mode() {
+  return g_mode.load(std::memory_order_acquire);
+}
+
+void install_seccomp_filter(const char* thread_class, int vcpu_fd) {
+  const SeccompMode mode = seccomp_mode();
+  t_class = thread_class;
+  if (mode == SeccompMode::kOff) return;
+  Filter f(mode == SeccompMode::kOn ? SCMP_ACT_TRAP : SCMP_ACT_LOG);
+  allow_common(f);
+  allow_class(f, thread_class, vcpu_fd);
+  f.load();
+}
+
+std::span<const char* const> seccomp_thread_classes() {
+  return kClasses;
+}
+
+bool parse_seccomp_mode(const std::string& text, SeccompMode& mode) {
+  if (text == "on" || text == "true") {
+    mode = SeccompMode::kOn;
+  } else if (text == "log") {
+    mode = SeccompMode::kLog;
+  } else if (text == "off" || text == "false") {
+    mode = SeccompMode::kOff;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace minivmm::vmm
