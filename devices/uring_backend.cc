@@ -2,6 +2,8 @@
 
 #include <linux/falloc.h>
 #include <spdlog/spdlog.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
@@ -9,6 +11,16 @@
 #include <cstring>
 
 namespace minivmm::devices {
+namespace {
+
+// io_uring_register(2) directly: Debian 12's shared liburing (2.3) does not export
+// io_uring_register_restrictions or io_uring_enable_rings, though its headers declare them.
+int register_ring(const io_uring& ring, unsigned opcode, const void* arg, unsigned nr_args) {
+  const long r = ::syscall(__NR_io_uring_register, ring.ring_fd, opcode, arg, nr_args);
+  return r < 0 ? -errno : static_cast<int>(r);
+}
+
+}  // namespace
 
 std::unique_ptr<UringBackend> UringBackend::create(const DiskImage& image, uint32_t depth,
                                                    std::string& error) {
@@ -61,12 +73,13 @@ std::unique_ptr<UringBackend> UringBackend::create(const DiskImage& image, uint3
   rules[n++].sqe_flags = IOSQE_FIXED_FILE | IOSQE_IO_DRAIN;
   rules[n].opcode = IORING_RESTRICTION_SQE_FLAGS_REQUIRED;
   rules[n++].sqe_flags = IOSQE_FIXED_FILE;
-  if (const int e = io_uring_register_restrictions(&b->ring_, rules, static_cast<unsigned>(n));
+  if (const int e =
+          register_ring(b->ring_, IORING_REGISTER_RESTRICTIONS, rules, static_cast<unsigned>(n));
       e < 0) {
     error = std::string("io_uring_register_restrictions: ") + std::strerror(-e);
     return nullptr;
   }
-  if (const int e = io_uring_enable_rings(&b->ring_); e < 0) {
+  if (const int e = register_ring(b->ring_, IORING_REGISTER_ENABLE_RINGS, nullptr, 0); e < 0) {
     error = std::string("io_uring_enable_rings: ") + std::strerror(-e);
     return nullptr;
   }

@@ -25,9 +25,10 @@ namespace minivmm::vmm {
 
 enum class SeccompMode { kOn, kLog, kOff };
 
-// The mode; the SIGSYS reporter and its table of system call names; the hook that device
-// workers call (devices::set_thread_class_hook). `status_fd`, if >= 0, is the --status-file
-// opened for writing: the reporter writes "<status> seccomp <message>" there.
+// The mode; the SIGSYS reporter and its table of system call names (vmm/jail.h's
+// init_confinement calls it, and sets the hook through which device workers are confined).
+// `status_fd`, if >= 0, is the --status-file opened for writing: the reporter writes
+// "<status> seccomp <message>" there.
 void init_seccomp(SeccompMode mode, int status_fd = -1);
 SeccompMode seccomp_mode();
 

@@ -23,6 +23,7 @@
 #include "boot/linux_boot.h"
 #include "vmm/cpuid.h"
 #include "vmm/exit_status.h"
+#include "vmm/jail.h"
 #include "vmm/seccomp.h"
 
 namespace minivmm::vmm {
@@ -102,10 +103,38 @@ uint32_t phys_address_bits(const std::vector<kvm_cpuid_entry2>& cpuid) {
   return 36;
 }
 
+// The limits the jail holds the VM to (vmm/jail.h): RLIMIT_FSIZE is the largest writable
+// disk image when nothing else is written to a file (console files grow without bound), and
+// the fds still to come are the clients of socket ports (one at a time each, plus the one
+// being replaced).
+JailLimits jail_limits_for(const VmConfig& config) {
+  JailLimits limits;
+  bool files_grow = config.serial.mode == SerialMode::kFile ||
+                    (config.console && config.console->mode == SerialMode::kFile);
+  for (const PortConfig& port : config.ports) {
+    if (port.socket.empty()) {
+      files_grow = true;
+    } else {
+      limits.extra_fds += 2;
+    }
+  }
+  if (!files_grow) {
+    uint64_t largest = 64 * 1024;  // room for the status file's line
+    for (const devices::BlockConfig& disk : config.disks) {
+      struct stat st {};
+      if (!disk.read_only && ::stat(disk.path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+        largest = std::max(largest, static_cast<uint64_t>(st.st_size));
+      }
+    }
+    limits.fsize = largest;
+  }
+  return limits;
+}
+
 }  // namespace
 
 Vm::Vm(const VmConfig& config, std::chrono::steady_clock::time_point start)
-    : start_(start), timeout_s_(config.timeout_s) {
+    : start_(start), timeout_s_(config.timeout_s), jail_limits_(jail_limits_for(config)) {
   // Cheap checks of user input first, so that bad files are reported even without KVM.
   read_images(config);
   create_virtio_devices(config);
@@ -624,7 +653,7 @@ void Vm::update_console_size() {
 
 bool Vm::confine_vcpu(const Vcpu& vcpu) {
   try {
-    install_seccomp_filter("vcpu", vcpu.fd());
+    confine_thread("vcpu", vcpu.fd());
   } catch (const std::exception& e) {
     stop_.request(StopReason::kError,
                   "vCPU " + std::to_string(vcpu.index()) + ": cannot confine: " + e.what());
@@ -644,7 +673,8 @@ void Vm::confine_main_and_start_guest() {
     gate_cv_.wait(lock, [this] { return confined_vcpus_ == threads_.size(); });
   }
   try {
-    install_seccomp_filter("main");
+    jail_after_setup(jail_limits_);
+    confine_thread("main");
   } catch (const std::exception& e) {
     stop_.request(StopReason::kError, std::string("cannot confine the main thread: ") + e.what());
   }

@@ -50,6 +50,7 @@
 #include "vmm/config.h"
 #include "vmm/fd.h"
 #include "vmm/irq.h"
+#include "vmm/jail.h"
 #include "vmm/kvm.h"
 #include "vmm/exit_status.h"
 #include "vmm/memory.h"
@@ -121,6 +122,7 @@ class Vm {
 
   std::chrono::steady_clock::time_point start_;  // process start, for start-up logs
   std::optional<uint32_t> timeout_s_;
+  JailLimits jail_limits_;  // what the main thread sets before it is confined
   Outcome outcome_{kExitVmmError, "error", "the VM did not run"};
   // What the guest wrote to minivmm.exit (its last kExitTextMax bytes), from the console's
   // worker.

@@ -574,20 +574,36 @@ std::vector<std::pair<std::string, std::string>> thread_seccomp(pid_t pid) {
   return threads;
 }
 
-TEST_CASE("every thread of a running VM is under its seccomp filter", "[kvm][seccomp]") {
+TEST_CASE("every thread of a running VM is under its seccomp filter, in the jail",
+          "[kvm][seccomp][jail]") {
   REQUIRE_KVM();
   TempDir dir;
   const std::string disk = dir.make_file("disk.img", 1 << 20);
+  // An fd minivmm inherits without asking for it: the jail closes it.
+  const std::string leak = dir.make_file("leaked-fd", 0);
+  const int leaked = ::open(leak.c_str(), O_RDONLY);  // no O_CLOEXEC
+  REQUIRE(leaked >= 0);
   for (const std::string mode : {"on", "off"}) {
     INFO("--seccomp " << mode);
     std::vector<std::pair<std::string, std::string>> threads;
-    const Run r = run_minivmm({"--kernel", kGuest, "--cmdline", "minivmm-test=spin", "--cpus", "2",
-                               "--disk", "path=" + disk, "--console", "file=" + dir.file("hvc0"),
-                               "--port", "name=p,socket=" + dir.file("p.sock"), "--seccomp", mode},
-                              SIGTERM, "spinning", std::chrono::seconds(30), [&](pid_t pid) {
-                                std::this_thread::sleep_for(std::chrono::milliseconds(100));
-                                threads = thread_seccomp(pid);
-                              });
+    std::string status;
+    std::string limits;
+    std::vector<std::string> fds;
+    const Run r =
+        run_minivmm({"--kernel", kGuest, "--cmdline", "minivmm-test=spin", "--cpus", "2", "--disk",
+                     "path=" + disk, "--console", "file=" + dir.file("hvc0"), "--port",
+                     "name=p,socket=" + dir.file("p.sock"), "--seccomp", mode},
+                    SIGTERM, "spinning", std::chrono::seconds(30), [&](pid_t pid) {
+                      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                      threads = thread_seccomp(pid);
+                      const std::string proc = "/proc/" + std::to_string(pid);
+                      status = slurp(proc + "/status");
+                      limits = slurp(proc + "/limits");
+                      for (const auto& fd : std::filesystem::directory_iterator(proc + "/fd")) {
+                        std::error_code ec;
+                        fds.push_back(std::filesystem::read_symlink(fd.path(), ec));
+                      }
+                    });
     INFO("stdout:\n" << r.out << "stderr:\n" << r.err);
     CHECK(r.status == 128 + SIGTERM);
     std::map<std::string, int> names;
@@ -612,5 +628,12 @@ TEST_CASE("every thread of a running VM is under its seccomp filter", "[kvm][sec
     CHECK(names["blk"] == 1);
     CHECK(names["rng"] == 1);
     CHECK(names["console"] == 1);
+    // The jail, with or without seccomp.
+    CHECK_THAT(status, Catch::Contains("\nNoNewPrivs:\t1\n"));
+    CHECK_THAT(limits, Catch::Matches("(.|\n)*Max core file size +0 +0 (.|\n)*"));
+    CHECK_THAT(limits, Catch::Matches("(.|\n)*Max open files +[0-9]{1,2} +[0-9]{1,2} (.|\n)*"));
+    CHECK(std::find(fds.begin(), fds.end(), leak) == fds.end());
+    CHECK(std::find(fds.begin(), fds.end(), disk) != fds.end());  // the control
   }
+  ::close(leaked);
 }

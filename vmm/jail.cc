@@ -1,0 +1,155 @@
+#include "vmm/jail.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/landlock.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string_view>
+
+#include "devices/thread_class.h"
+#include "vmm/fd.h"
+
+namespace minivmm::vmm {
+namespace {
+
+// Access rights by Landlock ABI version (Documentation/userspace-api/landlock.rst); the
+// later ones are spelled out because Debian 12's headers stop at REFER.
+constexpr uint64_t kFsV1 = (1ULL << 13) - 1;  // EXECUTE .. MAKE_SYM
+constexpr uint64_t kFsRefer = 1ULL << 13;     // v2
+constexpr uint64_t kFsTruncate = 1ULL << 14;  // v3
+constexpr uint64_t kFsIoctlDev = 1ULL << 15;  // v5
+constexpr uint64_t kNetBindTcp = 1ULL << 0;   // v4
+constexpr uint64_t kNetConnectTcp = 1ULL << 1;
+
+// struct landlock_ruleset_attr as of ABI 4 (handled_access_net); the kernel takes the size.
+struct RulesetAttr {
+  uint64_t handled_access_fs;
+  uint64_t handled_access_net;
+};
+
+UniqueFd g_ruleset_all;   // every file-system access denied
+UniqueFd g_ruleset_main;  // the same, but files may be removed in `removable_dirs`
+
+uint64_t fs_rights(int abi) {
+  uint64_t rights = kFsV1;
+  if (abi >= 2) rights |= kFsRefer;
+  if (abi >= 3) rights |= kFsTruncate;
+  if (abi >= 5) rights |= kFsIoctlDev;
+  return rights;
+}
+
+UniqueFd make_ruleset(int abi, const std::vector<std::string>& removable_dirs) {
+  RulesetAttr attr{fs_rights(abi), abi >= 4 ? kNetBindTcp | kNetConnectTcp : 0};
+  const size_t size = abi >= 4 ? sizeof(RulesetAttr) : sizeof(uint64_t);
+  UniqueFd ruleset(static_cast<int>(::syscall(SYS_landlock_create_ruleset, &attr, size, 0)));
+  if (!ruleset.valid()) {
+    throw std::runtime_error(std::string("landlock_create_ruleset: ") + std::strerror(errno));
+  }
+  for (const std::string& dir : removable_dirs) {
+    UniqueFd parent(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!parent.valid()) {
+      throw std::runtime_error("landlock: cannot open " + dir + ": " + std::strerror(errno));
+    }
+    landlock_path_beneath_attr rule{};
+    rule.allowed_access = LANDLOCK_ACCESS_FS_REMOVE_FILE;
+    rule.parent_fd = parent.get();
+    if (::syscall(SYS_landlock_add_rule, ruleset.get(), LANDLOCK_RULE_PATH_BENEATH, &rule, 0) !=
+        0) {
+      throw std::runtime_error("landlock_add_rule " + dir + ": " + std::strerror(errno));
+    }
+  }
+  return ruleset;
+}
+
+void hook(const char* thread_class) {
+  confine_thread(thread_class);
+}
+
+}  // namespace
+
+void jail_at_start() {
+  // Nothing minivmm did not open itself: a leaked fd (a socket, a directory) is a way out.
+  if (::syscall(SYS_close_range, 3U, ~0U, 0U) != 0) {
+    for (int fd = 3; fd < 1024; ++fd) ::close(fd);
+  }
+  const rlimit no_core{0, 0};
+  ::setrlimit(RLIMIT_CORE, &no_core);
+  ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  ::signal(SIGXFSZ, SIG_IGN);
+}
+
+int landlock_abi() {
+  const long abi =
+      ::syscall(SYS_landlock_create_ruleset, nullptr, 0, LANDLOCK_CREATE_RULESET_VERSION);
+  return abi > 0 ? static_cast<int>(abi) : 0;
+}
+
+void init_confinement(const ConfinementOptions& options) {
+  init_seccomp(options.seccomp, options.status_fd);
+  if (options.landlock) {
+    const int abi = landlock_abi();
+    if (abi == 0) {
+      spdlog::info(
+          "Landlock: not available on this kernel ({}); file-system access is "
+          "limited by seccomp alone",
+          std::strerror(errno));
+    } else {
+      g_ruleset_all = make_ruleset(abi, {});
+      g_ruleset_main = make_ruleset(abi, options.removable_dirs);
+      spdlog::debug("Landlock ABI {}: every thread denies file-system access", abi);
+    }
+  }
+  devices::set_thread_class_hook(hook);
+}
+
+void confine_thread(const char* thread_class, int vcpu_fd) {
+  const bool main = std::string_view(thread_class) == "main";
+  const UniqueFd& ruleset = main ? g_ruleset_main : g_ruleset_all;
+  if (ruleset.valid() && ::syscall(SYS_landlock_restrict_self, ruleset.get(), 0) != 0) {
+    throw std::runtime_error(std::string("landlock_restrict_self: ") + std::strerror(errno));
+  }
+  install_seccomp_filter(thread_class, vcpu_fd);
+  if (main) {
+    // The main thread is confined last: nothing needs the rulesets any more.
+    g_ruleset_all.reset();
+    g_ruleset_main.reset();
+  }
+}
+
+void jail_after_setup(const JailLimits& limits) {
+  // Every fd the VM needs is open; at most `extra_fds` more come (accepted port clients).
+  int highest = 2;
+  if (DIR* dir = ::opendir("/proc/self/fd")) {
+    const int own = ::dirfd(dir);
+    while (const dirent* entry = ::readdir(dir)) {
+      const int fd = std::atoi(entry->d_name);
+      if (fd > highest && fd != own) highest = fd;
+    }
+    ::closedir(dir);
+  } else {
+    highest = 1023;
+  }
+  const rlim_t files = static_cast<rlim_t>(highest) + 1 + limits.extra_fds + 8;
+  const rlimit nofile{files, files};
+  if (::setrlimit(RLIMIT_NOFILE, &nofile) != 0) {
+    spdlog::warn("jail: cannot lower RLIMIT_NOFILE: {}", std::strerror(errno));
+  }
+  if (limits.fsize > 0) {
+    const rlimit fsize{limits.fsize, limits.fsize};
+    if (::setrlimit(RLIMIT_FSIZE, &fsize) != 0) {
+      spdlog::warn("jail: cannot set RLIMIT_FSIZE: {}", std::strerror(errno));
+    }
+  }
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+}  // namespace minivmm::vmm
