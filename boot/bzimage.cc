@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "boot/format.h"
@@ -110,6 +111,12 @@ Result<LoadedKernel> load_bzimage(std::span<const uint8_t> image, std::span<uint
                    0};
   const BzImage& bz = out.image;
   const uint64_t start = kernel_runtime_start(bz, out.load_addr);
+  // start is the file's pref_address when that is higher, any 64-bit value: start + init_size
+  // must not wrap past 2^64 to an address that seems to fit in RAM.
+  if (bz.init_size > std::numeric_limits<uint64_t>::max() - start) {
+    return Error{"invalid setup header: init_size " + mib(bz.init_size) + " at " + hex(start) +
+                 " ends past the 64-bit address space"};
+  }
   out.runtime_end = start + bz.init_size;
   if (out.runtime_end < out.load_addr + bz.kernel_size) {
     out.runtime_end = out.load_addr + bz.kernel_size;

@@ -44,25 +44,29 @@ uint64_t I8042::resets() const {
   return resets_;
 }
 
+void I8042::answer(uint8_t byte) {
+  if (output_.size() < kOutputCapacity) output_.push_back(byte);
+}
+
 bool I8042::command(uint8_t cmd) {
   pending_command_ = 0;
   switch (cmd) {
     case kCmdReadConfig:
-      output_.push_back(config_);
+      answer(config_);
       return false;
     case kCmdWriteConfig:
     case kCmdWriteOutputPort:
       pending_command_ = cmd;
       return false;
     case kCmdSelfTest:
-      output_.push_back(0x55);  // test passed
+      answer(0x55);  // test passed
       return false;
     case kCmdTestAux:
     case kCmdTestKbd:
-      output_.push_back(0x00);  // interface OK
+      answer(0x00);  // interface OK
       return false;
     case kCmdReadOutputPort:
-      output_.push_back(output_port_);
+      answer(output_port_);
       return false;
     case kCmdDisableAux:
     case kCmdEnableAux:

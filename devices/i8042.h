@@ -27,6 +27,11 @@ class I8042 final : public mmio::BusDevice {
   static constexpr uint64_t kPortRange = 5;
   static constexpr uint64_t kDataOffset = 0;
   static constexpr uint64_t kCommandOffset = 4;
+  // Answers waiting for the guest to read them. A real 8042 has a one-byte output buffer;
+  // more answers than fit are dropped, so that a guest repeating a command without reading
+  // cannot grow the queue (host memory) without bound. Linux reads each answer before it
+  // sends the next command.
+  static constexpr size_t kOutputCapacity = 16;
 
   // Status register bits.
   static constexpr uint8_t kStatusOutputFull = 0x01;
@@ -55,6 +60,7 @@ class I8042 final : public mmio::BusDevice {
 
  private:
   bool command(uint8_t cmd);  // mutex held; true: reset requested
+  void answer(uint8_t byte);  // mutex held; queues a byte for the data port if it fits
   bool data(uint8_t value);   // mutex held; true: reset requested
 
   const std::function<void()> on_reset_;

@@ -112,7 +112,10 @@ bool Serial::write_register(uint64_t offset, uint8_t value) {
         return false;
       }
       if (mcr_ & kMcrLoopback) {
-        push_rx(value);
+        // The byte comes back as input, which has room for kInputCapacity bytes like host
+        // input; into a full FIFO it is lost (a 16550A's overrun), so that a guest cannot
+        // grow the queue without bound by looping bytes back without reading them.
+        if (rx_.size() < kInputCapacity) push_rx(value);
       } else if (sink_) {
         sink_(value);
       }

@@ -95,8 +95,12 @@ if [[ $status -eq 0 ]]; then
     name=$(basename "$fuzzer")
     corpus="$build/clang-fuzz/corpus/$name"
     mkdir -p "$corpus"
+    # The target's seeds and past findings (tests/fuzz/regressions/<target>) start the run
+    # too; libFuzzer only reads that directory and writes new inputs to the first one.
+    seeds=()
+    [[ -d $root/tests/fuzz/regressions/$name ]] && seeds=("$root/tests/fuzz/regressions/$name")
     (cd "$build/clang-fuzz" && "$fuzzer" -max_total_time="$fuzz_seconds" -seed="$fuzz_seed" -timeout=10 \
-      -rss_limit_mb=2048 -print_final_stats=1 "$corpus" >"$corpus.log" 2>&1)
+      -rss_limit_mb=2048 -print_final_stats=1 "$corpus" "${seeds[@]}" >"$corpus.log" 2>&1)
     status=$?
     grep -E '^(Done|stat::number_of_executed_units)' "$corpus.log" | sed "s/^/$name: /"
     [[ $status -eq 0 ]] || tail -n 40 "$corpus.log"

@@ -165,6 +165,20 @@ TEST_CASE("load_bzimage rejects a guest too small for init_size", "[boot][bzimag
   CHECK(load_bzimage(fake.build(), ram));
 }
 
+TEST_CASE("load_bzimage rejects a pref_address where init_size wraps (fuzz_bzimage finding)",
+          "[boot][bzimage]") {
+  FakeBzImage fake;
+  fake.relocatable = 0;  // runs at pref_address, whatever it is
+  fake.pref_address = 0xffff'ffff'ffff'fcff;
+  fake.init_size = 0xff'ffff;  // pref_address + init_size wraps to 0xfffcfe, under 16 MiB
+  std::vector<uint8_t> ram(32 * kMiB, 0);
+  auto loaded = load_bzimage(fake.build(), ram);
+  REQUIRE_FALSE(loaded);
+  CHECK(loaded.error() ==
+        "invalid setup header: init_size 16 MiB at 0xfffffffffffffcff ends past the 64-bit "
+        "address space");
+}
+
 TEST_CASE("a real bzImage (/boot or the images cache) parses and loads", "[boot][bzimage][real]") {
   // $MINIVMM_TEST_BZIMAGE, the host's /boot, and the kernels images/fetch-kernel.sh unpacks
   // into ${MINIVMM_CACHE:-$HOME/.cache/minivmm}/images/kernel/<package>/boot.

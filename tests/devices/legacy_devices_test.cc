@@ -120,6 +120,20 @@ TEST_CASE("serial: loopback sends THR to RBR and not to the sink") {
   CHECK(rd(s, Serial::kRegMsr) == 0xf0);  // DTR/RTS/OUT1/OUT2 looped to DSR/CTS/RI/DCD
 }
 
+TEST_CASE("serial: looped-back bytes stop at the input capacity (fuzz_ports finding)") {
+  CountingIrq irq;
+  Serial s(irq, nullptr);
+  wr(s, Serial::kRegMcr, Serial::kMcrLoopback);
+  for (size_t i = 0; i < Serial::kInputCapacity + 100; ++i) {
+    wr(s, Serial::kRegData, static_cast<uint8_t>(i));
+  }
+  CHECK(s.input_space() == 0);  // was SIZE_MAX - 99: the FIFO grew past its capacity
+  for (size_t i = 0; i < Serial::kInputCapacity; ++i) {
+    REQUIRE(rd(s, Serial::kRegData) == static_cast<uint8_t>(i));  // the first ones, in order
+  }
+  CHECK((rd(s, Serial::kRegLsr) & Serial::kLsrDataReady) == 0);
+}
+
 TEST_CASE("serial: out-of-range offsets and empty accesses are harmless") {
   CountingIrq irq;
   Serial s(irq, nullptr);
@@ -162,6 +176,17 @@ TEST_CASE("i8042: controller commands Linux uses answer sensibly") {
   wr(k, I8042::kCommandOffset, I8042::kCmdWriteOutputPort);
   wr(k, I8042::kDataOffset, 0x00);
   CHECK(resets == 1);
+}
+
+TEST_CASE("i8042: answers nobody reads stop at kOutputCapacity (fuzz_ports finding)") {
+  I8042 k(nullptr);
+  for (int i = 0; i < 1000; ++i) wr(k, I8042::kCommandOffset, I8042::kCmdSelfTest);
+  size_t answers = 0;
+  while (rd(k, I8042::kCommandOffset) & I8042::kStatusOutputFull) {
+    CHECK(rd(k, I8042::kDataOffset) == 0x55);
+    ++answers;
+  }
+  CHECK(answers == I8042::kOutputCapacity);  // was 1000
 }
 
 TEST_CASE("debug port: records each value with its time and calls back") {
