@@ -258,6 +258,34 @@ ConfigResult<std::optional<SerialConfig>> parse_console(std::string_view text) {
   return std::optional<SerialConfig>(*mode);
 }
 
+ConfigResult<UserIds> parse_user(std::string_view text) {
+  const size_t colon = text.find(':');
+  auto number = [](std::string_view digits) -> std::optional<uint32_t> {
+    if (digits.empty() || digits.size() > 10) return std::nullopt;
+    uint64_t v = 0;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return std::nullopt;
+      v = v * 10 + static_cast<uint64_t>(c - '0');
+    }
+    // (uid_t)-1 means "unchanged" to setresuid.
+    if (v >= UINT32_MAX) return std::nullopt;
+    return static_cast<uint32_t>(v);
+  };
+  const std::string shown(text.substr(0, 64));
+  if (colon == std::string_view::npos) {
+    return ConfigError{"--user: '" + shown + "' is not UID:GID (numbers, e.g. 65534:65534)"};
+  }
+  const auto uid = number(text.substr(0, colon));
+  const auto gid = number(text.substr(colon + 1));
+  if (!uid || !gid) {
+    return ConfigError{"--user: '" + shown + "' is not UID:GID (numbers, e.g. 65534:65534)"};
+  }
+  if (*uid == 0 || *gid == 0) {
+    return ConfigError{"--user: '" + shown + "' keeps root's user or group; give another"};
+  }
+  return UserIds{*uid, *gid};
+}
+
 Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv) {
   VmConfig config;
   std::string memory = "512M";
@@ -270,6 +298,7 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
   std::string exit_port = "on";
   std::string pvpanic = "on";
   std::string seccomp = "on";
+  std::string user;
   uint32_t timeout_s = 0;
   std::vector<std::string> ports;
   bool no_acpi = false;
@@ -345,6 +374,11 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
                  "the kernel logs it), off")
       ->type_name("on|log|off")
       ->default_str("on");
+  app.add_option("--user", user,
+                 "When started as root: every thread drops to this user and group (and no "
+                 "supplementary groups) once the VM's files and devices are open, before the "
+                 "guest runs")
+      ->type_name("UID:GID");
   app.add_option("--timeout", timeout_s,
                  "Stop the VM after this many seconds of wall-clock time and exit 124")
       ->type_name("SECONDS")
@@ -460,6 +494,11 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       return ParseExit{2, std::string(name) + ": '" + *text + "' is not on or off"};
     }
     *out = on;
+  }
+  if (!user.empty()) {
+    auto ids = parse_user(user);
+    if (!ids) return ParseExit{2, ids.error().message};
+    config.user = *ids;
   }
   if (!parse_seccomp_mode(seccomp, config.seccomp)) {
     return ParseExit{2, "--seccomp: '" + seccomp + "' is not on, log or off"};

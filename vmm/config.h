@@ -11,11 +11,11 @@
 #include <string_view>
 #include <vector>
 
-#include "devices/debug_exit.h"
-#include "vmm/seccomp.h"
 #include "boot/linux_boot.h"
+#include "devices/debug_exit.h"
 #include "devices/virtio_blk.h"
 #include "virtio/result.h"
+#include "vmm/seccomp.h"
 
 namespace minivmm::vmm {
 
@@ -55,6 +55,12 @@ inline constexpr uint32_t kMaxTimeoutSeconds = 7 * 24 * 3600;
 // The virtio-console port a Linux guest writes its status to (--exit-port).
 inline constexpr const char* kExitPortName = "minivmm.exit";
 
+// --user UID:GID, numeric.
+struct UserIds {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  bool operator==(const UserIds&) const = default;
+};
 struct VmConfig {
   std::string kernel;  // a bzImage or an ELF vmlinux
   boot::ElfEntry elf_entry = boot::ElfEntry::kAuto;
@@ -73,9 +79,10 @@ struct VmConfig {
   DebugExitConfig debug_exit;
   std::optional<uint32_t> timeout_s;  // --timeout: stop the VM after this many seconds
   std::string status_file;            // --status-file: "<status> <reason> <message>" at exit
-  bool virtio_cmdline = false;  // append virtio_mmio.device=... for each device
+  bool virtio_cmdline = false;        // append virtio_mmio.device=... for each device
   std::string log_level = "warn";
   SeccompMode seccomp = SeccompMode::kOn;  // --seccomp on|log|off
+  std::optional<UserIds> user;             // --user UID:GID: drop root's privileges to them
 };
 
 // A parse failure: one line for stderr, without a trailing newline.
@@ -100,6 +107,8 @@ std::string disk_help();
 ConfigResult<SerialConfig> parse_serial(std::string_view text);
 // --console: "off" (nullopt) or what parse_serial takes.
 ConfigResult<std::optional<SerialConfig>> parse_console(std::string_view text);
+// --user: "UID:GID", both decimal, neither 0 (dropping to root is no drop).
+ConfigResult<UserIds> parse_user(std::string_view text);
 // "minivmm" (0xf4), "qemu[,iobase=N][,iosize=N]" (N decimal or 0x-hex) or "off".
 ConfigResult<DebugExitConfig> parse_debug_exit(std::string_view text);
 // "name=NAME,path=FILE" or "name=NAME,socket=PATH" (port_synopsis()).

@@ -36,6 +36,7 @@ struct RulesetAttr {
   uint64_t handled_access_net;
 };
 
+std::optional<UserIds> g_user;
 UniqueFd g_ruleset_all;   // every file-system access denied
 UniqueFd g_ruleset_main;  // the same, but files may be removed in `removable_dirs`
 
@@ -94,6 +95,11 @@ int landlock_abi() {
 }
 
 void init_confinement(const ConfinementOptions& options) {
+  if (options.user && ::geteuid() != 0) {
+    throw std::runtime_error("--user drops root's privileges, but minivmm runs as uid " +
+                             std::to_string(::geteuid()));
+  }
+  g_user = options.user;
   init_seccomp(options.seccomp, options.status_fd);
   if (options.landlock) {
     const int abi = landlock_abi();
@@ -113,6 +119,16 @@ void init_confinement(const ConfinementOptions& options) {
 
 void confine_thread(const char* thread_class, int vcpu_fd) {
   const bool main = std::string_view(thread_class) == "main";
+  if (g_user) {
+    // This thread only (raw system calls), groups first while it may still change them.
+    if (::syscall(SYS_setgroups, 0, nullptr) != 0 ||
+        ::syscall(SYS_setresgid, g_user->gid, g_user->gid, g_user->gid) != 0 ||
+        ::syscall(SYS_setresuid, g_user->uid, g_user->uid, g_user->uid) != 0) {
+      throw std::runtime_error(std::string("--user: cannot drop to ") +
+                               std::to_string(g_user->uid) + ":" + std::to_string(g_user->gid) +
+                               ": " + std::strerror(errno));
+    }
+  }
   const UniqueFd& ruleset = main ? g_ruleset_main : g_ruleset_all;
   if (ruleset.valid() && ::syscall(SYS_landlock_restrict_self, ruleset.get(), 0) != 0) {
     throw std::runtime_error(std::string("landlock_restrict_self: ") + std::strerror(errno));

@@ -6,20 +6,25 @@
 //   after setup (jail_after_setup, main thread, every file open): RLIMIT_NOFILE down to what
 //     is open plus room for port clients, RLIMIT_FSIZE down to the largest writable disk
 //     when no console writes to a file, PR_SET_DUMPABLE 0;
-//   per thread (confine_thread, where each thread enters its class): Landlock, where the
-//     kernel has it, denying every file-system access (the main thread may still remove
-//     files in the directories of its port sockets), then the class's seccomp filter.
+//   per thread (confine_thread, where each thread enters its class): with --user, the
+//     thread's user and groups dropped (Linux credentials are per thread: each drops its
+//     own with the raw system calls, glibc's all-threads setuid would run into the filters
+//     of threads already confined); Landlock, where the kernel has it, denying every
+//     file-system access (the main thread may still remove files in the directories of its
+//     port sockets); then the class's seccomp filter.
 //
-// Not done here: cgroups, namespaces, chroot, a privilege drop: the operator's.
+// Not done here: cgroups, namespaces, chroot: the operator's.
 //
 // Threads: jail_at_start, init_confinement and jail_after_setup on the main thread;
 // confine_thread on the thread being confined.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "vmm/config.h"
 #include "vmm/seccomp.h"
 
 namespace minivmm::vmm {
@@ -32,6 +37,9 @@ struct ConfinementOptions {
   bool landlock = true;
   // Directories in which the main thread may remove files at exit (its port sockets').
   std::vector<std::string> removable_dirs;
+  // --user: each thread drops to these ids (and no supplementary groups) when it is
+  // confined. minivmm must run as root.
+  std::optional<UserIds> user;
 };
 
 // Before any thread is confined (so before the Vm, whose device workers are confined as

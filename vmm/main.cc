@@ -96,6 +96,7 @@ int run(int argc, char** argv, std::chrono::steady_clock::time_point start) {
   minivmm::vmm::ConfinementOptions confinement;
   confinement.seccomp = config.seccomp;
   confinement.status_fd = status_file.fd();
+  confinement.user = config.user;
   for (const auto& port : config.ports) {
     if (port.socket.empty()) continue;
     const std::string dir = std::filesystem::path(port.socket).parent_path().string();

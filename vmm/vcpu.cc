@@ -171,8 +171,9 @@ void Vcpu::run(std::chrono::steady_clock::time_point start) {
       const double entered = ms();
       spdlog::debug("start: vCPU 0 first KVM_RUN at {:.3f} ms", entered);
       const RunResult r = fd_.run();
-      spdlog::info("vCPU 0 entered the guest at {:.3f} ms; first exit (KVM exit reason {}) at {:.3f} ms",
-                   entered, fd_.run_data()->exit_reason, ms());
+      spdlog::info(
+          "vCPU 0 entered the guest at {:.3f} ms; first exit (KVM exit reason {}) at {:.3f} ms",
+          entered, fd_.run_data()->exit_reason, ms());
       if (r != RunResult::kInterrupted && !handle_exit()) return;
     }
     while (!stop_.stopping()) {

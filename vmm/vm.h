@@ -14,9 +14,9 @@
 // Lifecycle: the constructor does all setup and throws VmError (one line, exit status) on any
 // bad input or host failure; run() starts one thread per vCPU, waits on the main thread for a
 // stop (guest power-off / reboot / crash, a host failure, SIGINT / SIGTERM via the signalfd),
-// relays stdin to the console that owns it and flushes console output meanwhile, then kicks and joins every vCPU thread, resets the
-// virtio devices (their I/O threads finish in-flight requests and stop), flushes writable
-// disks, and returns the exit status.
+// relays stdin to the console that owns it and flushes console output meanwhile, then kicks and
+// joins every vCPU thread, resets the virtio devices (their I/O threads finish in-flight requests
+// and stop), flushes writable disks, and returns the exit status.
 //
 // Threads: constructed, run() and destroyed on the main thread.
 #pragma once
@@ -43,16 +43,16 @@
 #include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
 #include "devices/virtio_rng.h"
-#include "virtio/virtio_device.h"
 #include "mmio/bus.h"
 #include "mmio/virtio_mmio.h"
+#include "virtio/virtio_device.h"
 #include "vmm/acpi_pm.h"
 #include "vmm/config.h"
+#include "vmm/exit_status.h"
 #include "vmm/fd.h"
 #include "vmm/irq.h"
 #include "vmm/jail.h"
 #include "vmm/kvm.h"
-#include "vmm/exit_status.h"
 #include "vmm/memory.h"
 #include "vmm/outcome.h"
 #include "vmm/stop.h"
@@ -151,7 +151,7 @@ class Vm {
   size_t confined_vcpus_ = 0;  // vCPU threads that installed their filter (or failed to)
   bool gate_open_ = false;
   boot::LinuxBootInfo boot_info_;
-  boot::ImageSource kernel_;           // over kernel_image_, or reads kernel_fd_ (a vmlinux)
+  boot::ImageSource kernel_;  // over kernel_image_, or reads kernel_fd_ (a vmlinux)
   UniqueFd kernel_fd_;
   std::vector<uint8_t> kernel_image_;  // a bzImage
   std::vector<uint8_t> initrd_image_;

@@ -160,14 +160,15 @@ TEST_CASE("console modes and named ports") {
   CHECK(parse_port("name=a/b,path=x").error().message ==
         "--port: name=a/b may use only A-Z a-z 0-9 . _ - (it becomes a file name in the guest)");
 
-  const VmConfig c = parse_ok({"--kernel", "k", "--console", "stdio", "--port",
-                               "name=a,path=a.log", "--port", "name=b,socket=b.sock"});
+  const VmConfig c = parse_ok({"--kernel", "k", "--console", "stdio", "--port", "name=a,path=a.log",
+                               "--port", "name=b,socket=b.sock"});
   REQUIRE(c.console.has_value());
   CHECK(c.console->mode == SerialMode::kStdio);
   REQUIRE(c.ports.size() == 2);
   CHECK(c.ports[1].name == "b");
-  CHECK(parse_error({"--kernel", "k", "--port", "name=a,path=x", "--port", "name=a,path=y"})
-            .output == "--port: name=a is given more than once");
+  CHECK(
+      parse_error({"--kernel", "k", "--port", "name=a,path=x", "--port", "name=a,path=y"}).output ==
+      "--port: name=a is given more than once");
   CHECK(parse_error({"--kernel", "k", "--port", "name=a,socket=s", "--port", "name=b,socket=s"})
             .output == "--port: socket=s is given more than once");
 }
@@ -342,4 +343,19 @@ TEST_CASE("a TOML file given with --config holds the options; the command line o
   e = parse_error({"--config", path});
   CHECK(e.status == 2);
   CHECK(e.output.find('\n') == std::string::npos);
+}
+
+TEST_CASE("user ids for --user are UID:GID, numeric and not root's", "[config]") {
+  using minivmm::vmm::parse_user;
+  auto ok = parse_user("65534:65533");
+  REQUIRE(ok);
+  CHECK(ok->uid == 65534);
+  CHECK(ok->gid == 65533);
+  for (const char* bad : {"", "65534", "nobody:nogroup", "1:", ":1", "0:1", "1:0", "-1:1",
+                          "4294967295:1", "12345678901:1", "1:2:3"}) {
+    INFO(bad);
+    auto r = parse_user(bad);
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.error().message, Catch::StartsWith("--user: '"));
+  }
 }

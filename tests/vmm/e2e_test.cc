@@ -637,3 +637,41 @@ TEST_CASE("every thread of a running VM is under its seccomp filter, in the jail
   }
   ::close(leaked);
 }
+
+TEST_CASE("with --user every thread runs as that user and group, with no other groups",
+          "[kvm][jail]") {
+  REQUIRE_KVM();
+  if (::geteuid() != 0) {
+    WARN("SKIPPED: --user needs root, and these tests run as uid " << ::geteuid());
+    return;
+  }
+  TempDir dir;
+  const std::string disk = dir.make_file("disk.img", 1 << 20);
+  std::vector<std::string> statuses;
+  const Run r = run_minivmm({"--kernel", kGuest, "--cmdline", "minivmm-test=spin", "--cpus", "2",
+                             "--disk", "path=" + disk, "--user", "65534:65533"},
+                            SIGTERM, "spinning", std::chrono::seconds(30), [&](pid_t pid) {
+                              std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                              for (const auto& task : std::filesystem::directory_iterator(
+                                       "/proc/" + std::to_string(pid) + "/task")) {
+                                const std::string name = slurp(task.path() / "comm");
+                                if (name.rfind("kvm-", 0) == 0) continue;  // KVM's kernel worker
+                                statuses.push_back(name + slurp(task.path() / "status"));
+                              }
+                            });
+  INFO("stdout:\n" << r.out << "stderr:\n" << r.err);
+  CHECK(r.status == 128 + SIGTERM);
+  CHECK(statuses.size() == 6);  // main, 2 vCPUs, blk, rng, console
+  for (const std::string& status : statuses) {
+    INFO(status.substr(0, status.find('\n')));
+    CHECK_THAT(status, Catch::Contains("\nUid:\t65534\t65534\t65534\t65534\n"));
+    CHECK_THAT(status, Catch::Contains("\nGid:\t65533\t65533\t65533\t65533\n"));
+    CHECK_THAT(status, Catch::Matches("(.|\n)*\nGroups:\t *\n(.|\n)*"));
+    CHECK_THAT(status, Catch::Contains("\nCapEff:\t0000000000000000\n"));
+  }
+  // The same run without --user keeps root: the control.
+  const Run plain =
+      run_minivmm({"--kernel", kGuest, "--cmdline", "minivmm-test=poweroff", "--user", "0:0"});
+  CHECK(plain.status == 2);
+  CHECK_THAT(plain.err, Catch::Contains("keeps root's user or group"));
+}
