@@ -4,13 +4,14 @@
 
 #include <algorithm>
 #include <bit>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <cerrno>
 #include <stdexcept>
 
 #include <unistd.h>
 
+#include "devices/fault_backend.h"
 #include "virtio/spec.h"
 
 namespace minivmm::devices {
@@ -21,6 +22,11 @@ using virtio::feature_bit;
 namespace {
 
 std::unique_ptr<DiskBackend> make_backend(const BlockConfig& cfg, const DiskImage& image) {
+  if (!cfg.faults.empty()) {
+    BlockConfig plain = cfg;
+    plain.faults.clear();
+    return make_fault_backend(make_backend(plain, image), cfg.faults);
+  }
   if (cfg.engine == BlockConfig::Engine::kIoUring) {
     std::string error;
     // Each head is in flight at most once and carries one op at a time.
@@ -165,6 +171,10 @@ void VirtioBlock::reset() {
 
 void VirtioBlock::sync_to_host() {
   if (image_.read_only()) return;
+  if (flush_failed_) {
+    spdlog::warn("disk {}: a flush failed while the guest ran; its last writes may be lost",
+                 cfg_.path);
+  }
   if (::fdatasync(image_.fd()) != 0) {
     spdlog::warn("disk {}: flush failed: {}", cfg_.path, std::strerror(errno));
   }
@@ -342,8 +352,34 @@ void VirtioBlock::start_segment(Slot& s) {
 void VirtioBlock::on_complete(DiskOp& op, int64_t result) {
   Slot& s = *static_cast<Slot*>(op.owner);
   if (stopping_) return;  // reset: the rings are no longer ours
+  if (op.kind == DiskOp::Kind::kFlush) {
+    // After a failed flush the kernel may report later ones as fine although the data that
+    // failed to reach the disk is gone: one failure fails every flush until minivmm
+    // restarts, so that the guest is never told its writes are durable when they are not.
+    if (result < 0 && !flush_failed_) {
+      flush_failed_ = true;
+      spdlog::error(
+          "disk {}: a flush failed ({}); writes may be lost, and every later flush "
+          "fails until minivmm restarts",
+          cfg_.path, std::strerror(static_cast<int>(-result)));
+    }
+    if (flush_failed_) result = -EIO;
+  }
   if (result < 0) {
     spdlog::debug("virtio-blk {}: I/O error {} at offset {}", cfg_.path, -result, op.offset);
+    return finish(s, kBlkSIoErr, 0);
+  }
+  if ((op.kind == DiskOp::Kind::kRead || op.kind == DiskOp::Kind::kWrite) &&
+      static_cast<uint64_t>(result) != op.length) {
+    // A transfer the backend ended early: part of the buffer was never read or written,
+    // so the request failed (it is not a success with stale bytes).
+    if (!warned_short_) {
+      warned_short_ = true;
+      spdlog::warn(
+          "disk {}: a transfer of {} bytes at offset {} ended after {}; answered with "
+          "an I/O error (logged once)",
+          cfg_.path, op.length, op.offset, result);
+    }
     return finish(s, kBlkSIoErr, 0);
   }
   if (s.next_segment < s.req.segments.size()) return start_segment(s);

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "devices/disk_backend.h"
+#include "devices/fault_backend.h"
 #include "devices/disk_image.h"
 #include "devices/event_loop.h"
 #include "devices/virtio_blk_request.h"
@@ -51,6 +52,9 @@ struct BlockConfig {
   // few CPUs it competes with the vCPUs. 100 is what bench_blk's targets are measured with.
   static constexpr uint32_t kDefaultPollUs = 0;
   static constexpr uint32_t kSuggestedPollUs = 100;
+  // Tests only (devices/fault_backend.h): faults injected between the device and its
+  // backend. The command line reaches it only in a MINIVMM_FAULT_INJECTION build.
+  std::vector<DiskFault> faults;
 };
 
 // virtio 1.2 §5.2.4 "struct virtio_blk_config".
@@ -180,6 +184,8 @@ class VirtioBlock final : public virtio::VirtioDevice, private Poller {
   DiskProperties props_;
   bool writethrough_ = false;  // VIRTIO_BLK_F_FLUSH not negotiated
   bool stopping_ = false;
+  bool flush_failed_ = false;  // sticky: see on_complete
+  bool warned_short_ = false;
   bool polling_ = false;  // between poll_begin() and poll_end(): notifications stay off
   std::vector<std::vector<Slot>> slots_;  // [queue][head]
   std::vector<uint8_t> stalled_, dirty_;

@@ -32,53 +32,68 @@ std::string on_off(bool on) {
   return on ? "on" : "off";
 }
 
-// The --disk keys: parsing, checks, synopsis and help all come from this table.
-SubOptions<devices::BlockConfig> disk_options() {
+// The --disk keys: parsing, checks, synopsis and help all come from this table. In a
+// fault-injection build (tests only) it also has `fault=SPEC`, whose text goes to
+// `fault_spec` for parse_disk to check.
+SubOptions<devices::BlockConfig> disk_options(std::string* fault_spec = nullptr) {
   using devices::BlockConfig;
   using Engine = BlockConfig::Engine;
   static_assert(BlockConfig::kDefaultPollUs == 0, "the poll_us help says the default is off");
   const BlockConfig defaults;
-  return SubOptions<BlockConfig>(
-      "--disk",
-      {
-          bind({.name = "path",
-                .spec = StringSpec{.hint = "FILE", .allow_empty = false},
-                .help = "raw disk image; locked against a second writer",
-                .required = true},
-               &BlockConfig::path),
-          bind({.name = "readonly",
-                .spec = BoolSpec{},
-                .help = "read-only disk: the file is opened O_RDONLY",
-                .default_text = on_off(defaults.read_only)},
-               &BlockConfig::read_only),
-          bind({.name = "serial",
-                .spec = StringSpec{.hint = "ID", .max_length = devices::kBlkIdBytes},
-                .help = "the serial the guest reads with GET_ID"},
-               &BlockConfig::serial),
-          bind({.name = "direct",
-                .spec = BoolSpec{},
-                .help = "O_DIRECT, bypassing the host page cache",
-                .default_text = on_off(defaults.direct)},
-               &BlockConfig::direct),
-          bind({.name = "engine",
-                .spec = ChoiceSpec{{{"io_uring", static_cast<uint64_t>(Engine::kIoUring)},
-                                    {"sync", static_cast<uint64_t>(Engine::kSync)}}},
-                .help = "backend; io_uring falls back to sync where the kernel refuses it",
-                .default_text = defaults.engine == Engine::kSync ? "sync" : "io_uring"},
-               &BlockConfig::engine),
-          bind({.name = "queues",
-                .spec = UnsignedSpec{.min = 1, .max = kMaxDiskQueues},
-                .help = "request queues",
-                .default_text = std::to_string(defaults.num_queues)},
-               &BlockConfig::num_queues),
-          bind({.name = "poll_us",
-                .spec = UnsignedSpec{.max = kMaxDiskPollUs},
-                .help = "the disk's I/O thread keeps polling the queues for N us after work "
-                        "before it sleeps; 0 = off, " +
-                        std::to_string(BlockConfig::kSuggestedPollUs) + " suits busy disks",
-                .default_text = std::to_string(defaults.poll_us)},
-               &BlockConfig::poll_us),
-      });
+  std::vector<SubOptions<BlockConfig>::Key> test_only;
+#if MINIVMM_FAULT_INJECTION
+  test_only.push_back(
+      {{.name = "fault",
+        .spec = StringSpec{.hint = "SPEC", .allow_empty = false},
+        .help = "test builds only: inject disk faults, WHAT:OP[:FIRST-LAST][:COUNT] joined by "
+                "+ (devices/fault_backend.h)"},
+       [fault_spec](BlockConfig&, const SubOptionValue& v) {
+         if (fault_spec != nullptr) *fault_spec = std::get<std::string>(v);
+       }});
+#else
+  (void)fault_spec;
+#endif
+  std::vector<SubOptions<BlockConfig>::Key> keys({
+      bind({.name = "path",
+            .spec = StringSpec{.hint = "FILE", .allow_empty = false},
+            .help = "raw disk image; locked against a second writer",
+            .required = true},
+           &BlockConfig::path),
+      bind({.name = "readonly",
+            .spec = BoolSpec{},
+            .help = "read-only disk: the file is opened O_RDONLY",
+            .default_text = on_off(defaults.read_only)},
+           &BlockConfig::read_only),
+      bind({.name = "serial",
+            .spec = StringSpec{.hint = "ID", .max_length = devices::kBlkIdBytes},
+            .help = "the serial the guest reads with GET_ID"},
+           &BlockConfig::serial),
+      bind({.name = "direct",
+            .spec = BoolSpec{},
+            .help = "O_DIRECT, bypassing the host page cache",
+            .default_text = on_off(defaults.direct)},
+           &BlockConfig::direct),
+      bind({.name = "engine",
+            .spec = ChoiceSpec{{{"io_uring", static_cast<uint64_t>(Engine::kIoUring)},
+                                {"sync", static_cast<uint64_t>(Engine::kSync)}}},
+            .help = "backend; io_uring falls back to sync where the kernel refuses it",
+            .default_text = defaults.engine == Engine::kSync ? "sync" : "io_uring"},
+           &BlockConfig::engine),
+      bind({.name = "queues",
+            .spec = UnsignedSpec{.min = 1, .max = kMaxDiskQueues},
+            .help = "request queues",
+            .default_text = std::to_string(defaults.num_queues)},
+           &BlockConfig::num_queues),
+      bind({.name = "poll_us",
+            .spec = UnsignedSpec{.max = kMaxDiskPollUs},
+            .help = "the disk's I/O thread keeps polling the queues for N us after work "
+                    "before it sleeps; 0 = off, " +
+                    std::to_string(BlockConfig::kSuggestedPollUs) + " suits busy disks",
+            .default_text = std::to_string(defaults.poll_us)},
+           &BlockConfig::poll_us),
+  });
+  for (auto& k : test_only) keys.push_back(std::move(k));
+  return SubOptions<BlockConfig>("--disk", std::move(keys));
 }
 
 // The --port keys.
@@ -176,8 +191,14 @@ std::string port_help() {
 }
 
 ConfigResult<devices::BlockConfig> parse_disk(std::string_view text) {
-  auto disk = disk_options().parse(text);
+  std::string fault_spec;
+  auto disk = disk_options(&fault_spec).parse(text);
   if (!disk) return ConfigError{std::move(disk).error()};
+  if (!fault_spec.empty()) {
+    auto faults = devices::parse_disk_faults(fault_spec);
+    if (!faults) return ConfigError{"--disk: " + faults.error()};
+    disk->faults = std::move(faults).value();
+  }
   return std::move(disk).value();
 }
 

@@ -359,3 +359,18 @@ TEST_CASE("user ids for --user are UID:GID, numeric and not root's", "[config]")
     CHECK_THAT(r.error().message, Catch::StartsWith("--user: '"));
   }
 }
+
+TEST_CASE("disk fault injection is reachable only in a fault-injection build", "[config]") {
+  const auto r = minivmm::vmm::parse_disk("path=disk.img,fault=eio:read:0-9:1+delay5:flush");
+#if MINIVMM_FAULT_INJECTION
+  REQUIRE(r);
+  REQUIRE(r->faults.size() == 2);
+  CHECK(r->faults[0].count == 1);
+  const auto bad = minivmm::vmm::parse_disk("path=disk.img,fault=eio:sideways");
+  REQUIRE_FALSE(bad);
+  CHECK_THAT(bad.error().message, Catch::StartsWith("--disk: fault 'eio:sideways'"));
+#else
+  REQUIRE_FALSE(r);
+  CHECK_THAT(r.error().message, Catch::Contains("fault"));
+#endif
+}
