@@ -144,17 +144,6 @@ int run(int argc, char** argv, std::chrono::steady_clock::time_point start) {
 
 }  // namespace
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-// Sanitizer builds (tests only): LeakSanitizer's check at exit stops the world with ptrace
-// from a cloned thread, which the main thread's seccomp filter forbids, as it must. The
-// libraries' leaks are checked by the unit tests, which run under LSan; the binary's not.
-extern "C" const char* __asan_default_options() {
-  return "detect_leaks=0";
-}
-#endif
-#endif
-
 int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   minivmm::vmm::jail_at_start();
