@@ -22,6 +22,16 @@
  *   minivmm-test=flood     write 128 KiB to the UART first (lines of 63 'x' and a newline,
  *                          no LSR wait: the UART's transmitter is always empty), then
  *                          "minivmm-test-guest: flood done", then reset as usual
+ *   minivmm-test=hostile   10^6 accesses where nothing is (250000 times: a 32-bit MMIO
+ *                          write and read at 0xf0000000 in the MMIO gap, an 8-bit port
+ *                          write and read at 0x2f8, COM2's); then, with a virtio-mmio
+ *                          device, 10^5 InterruptACK writes of all ones and every status
+ *                          transition the spec forbids (DRIVER_OK first, FEATURES_OK with
+ *                          features nobody offered, bits cleared without a reset, FAILED,
+ *                          queue registers with no queue set up, 10^4 notifications of
+ *                          queues that are not ready); prints "hostile done mmio=0x...
+ *                          pio=0x.. status=0x..", and exits through port 0xf4 with 0 when
+ *                          the holes read as all ones (else 1)
  *
  * Loaders that start a bzImage in real mode (QEMU's firmware on -M microvm; used by
  * bench/vmm_bench.py to run this same image under QEMU) land on a separate 16-bit path in the
@@ -245,6 +255,11 @@ progress:
         call contains
         test %eax, %eax
         jnz breakpoint
+        mov %r14, %rdi
+        lea word_hostile(%rip), %rsi
+        call contains
+        test %eax, %eax
+        jnz hostile
 
         lea msg_reset(%rip), %rsi
         call puts
@@ -293,6 +308,76 @@ breakpoint:
         lidt empty_idt(%rip)
         int3
 6:      jmp 6b
+
+/* hostile: see the file comment. %rbx = the virtio-mmio base found above, or 0. */
+hostile:
+        mov $0xf0000000, %rdi                 /* nothing there: the MMIO gap above the devices */
+        mov $250000, %ecx
+1:      movl $0xdeadbeef, (%rdi)
+        mov (%rdi), %r9d
+        mov $0x2f8, %dx
+        mov $0x5a, %al
+        out %al, %dx
+        in %dx, %al
+        mov %al, %r10b
+        dec %ecx
+        jnz 1b
+        xor %r11d, %r11d                      /* the device's status at the end */
+        test %rbx, %rbx
+        jz 4f
+        mov $100000, %ecx
+2:      movl $0xffffffff, 0x064(%rbx)         /* InterruptACK */
+        dec %ecx
+        jnz 2b
+        movl $0x4, 0x070(%rbx)                /* DRIVER_OK before ACKNOWLEDGE / DRIVER */
+        movl $0x0, 0x070(%rbx)                /* reset */
+        movl $0x1, 0x070(%rbx)                /* ACKNOWLEDGE */
+        movl $0x3, 0x070(%rbx)                /* | DRIVER */
+        movl $1, 0x024(%rbx)                  /* DriverFeaturesSel = 1 */
+        movl $0xffffffff, 0x020(%rbx)         /* features 32-63 nobody offered */
+        movl $0, 0x024(%rbx)
+        movl $0xffffffff, 0x020(%rbx)
+        movl $0xb, 0x070(%rbx)                /* | FEATURES_OK: must not stick */
+        movl $0x1, 0x070(%rbx)                /* clearing DRIVER without a reset */
+        movl $0x7, 0x070(%rbx)                /* DRIVER_OK without FEATURES_OK */
+        movl $7, 0x030(%rbx)                  /* QueueSel: a queue that does not exist */
+        movl $1, 0x044(%rbx)                  /* QueueReady on it */
+        movl $0, 0x030(%rbx)
+        movl $1, 0x044(%rbx)                  /* QueueReady with no rings set up */
+        mov $10000, %ecx
+3:      movl $0, 0x050(%rbx)                  /* QueueNotify */
+        movl $0x1234, 0x050(%rbx)
+        dec %ecx
+        jnz 3b
+        movl $0x80, 0x070(%rbx)               /* FAILED */
+        mov 0x070(%rbx), %r11d
+        movl $0x0, 0x070(%rbx)                /* reset at the end */
+4:      lea msg_hostile(%rip), %rsi
+        call puts
+        mov %r9d, %eax
+        call put_hex32
+        lea msg_pio(%rip), %rsi
+        call puts
+        movzbl %r10b, %eax
+        shl $24, %eax
+        mov $2, %ecx
+        shl $32, %rax
+        call put_hex
+        lea msg_status(%rip), %rsi
+        call puts
+        mov %r11d, %eax
+        call put_hex32
+        mov $'\n', %al
+        call putc
+        xor %eax, %eax
+        cmp $0xffffffff, %r9d
+        setne %al
+        cmp $0xff, %r10b
+        je 5f
+        mov $1, %al
+5:      out %al, $0xf4
+6:      hlt
+        jmp 6b
 
 /* contains: %eax = 1 when the string at %rdi contains the string at %rsi, else 0. */
 contains:
@@ -410,6 +495,10 @@ word_int3:      .asciz "minivmm-test=int3"
 word_flood:     .asciz "minivmm-test=flood"
 word_exit:      .asciz "minivmm-test=exit"
 word_exitw:     .asciz "minivmm-test=exitw"
+word_hostile:   .asciz "minivmm-test=hostile"
+msg_hostile:    .asciz "minivmm-test-guest: hostile done mmio=0x"
+msg_pio:        .asciz " pio=0x"
+msg_status:     .asciz " status=0x"
 msg_flood:      .asciz "minivmm-test-guest: flood done\n"
 msg_int3:       .asciz "minivmm-test-guest: progress written, int3\n"
         .balign 8
