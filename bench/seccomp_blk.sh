@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# seccomp_blk.sh [--pairs N] [--seconds S] [--out DIR] [--md FILE] [BENCH_BLK] — bench_blk with minivmm's
+# seccomp_blk.sh [--pairs N] [--seconds S] [--only LIST] [--out DIR] [--md FILE] [BENCH_BLK] — bench_blk with minivmm's
 # blk seccomp filter on vs off (bench_blk --seccomp on|off: the device's `blk` worker under
 # the filter, the driver never), the same binary twice through bench/blk_before_after.sh:
 # interleaved pairs, the order alternating, for 4k randread QD32, 4k randwrite QD32 and 1M
 # seqread QD8. Then checks that every "on" run had its blk thread at Seccomp: 2 (bench_blk
 # exits otherwise) and prints the target check: on / off ≥ 98 % of the device's IOPS.
-# BENCH_BLK defaults to build/rel/bench/bench_blk. Figures, not pass/fail.
+# --only: other patterns (blk_before_after.sh's comma-separated --only). BENCH_BLK defaults
+# to build/rel/bench/bench_blk. Figures, not pass/fail.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-pairs=10 seconds=3 out="" md=""
+pairs=10 seconds=3 out="" md="" only="4k randread QD32,4k randwrite QD32,1M seqread QD8"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --pairs) pairs="$2"; shift 2 ;;
     --seconds) seconds="$2"; shift 2 ;;
+    --only) only="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --md) md="$2"; shift 2 ;;
     -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -26,7 +28,7 @@ bin="${1:-$root/build/rel/bench/bench_blk}"
 mkdir -p "$out"
 rm -f "$out/bench_blk.stderr" "$out/blk-before-after.tsv"
 "$here/blk_before_after.sh" --pairs "$pairs" --seconds "$seconds" --out "$out" \
-  --only "4k randread QD32,4k randwrite QD32,1M seqread QD8" \
+  --only "$only" \
   --labels off,on --args-before "--seccomp off" --args-after "--seccomp on" "$bin" "$bin" |
   tee "$out/seccomp-blk.txt"
 on_ok="$(grep -c 'seccomp on: blk thread Seccomp: 2, driver thread Seccomp: 0' "$out/bench_blk.stderr" || true)"
