@@ -23,7 +23,8 @@ both end through a reboot (minivmm.exit=reboot: without ACPI there is no power-o
 boot: scenario smoke; per run: init_s (guest uptime at /init, MINIVMM-RESULT init=start),
   done_s (scenario finished, guest uptime) and wall_s (exec to exit).
 boot-formats: the smoke boot of every (VMM, kernel flavour, kernel format) in one process,
-  interleaved: each run boots every variant once, in an order rotated from run to run.
+  interleaved: each run boots every variant once, in an order rotated from run to run (in n
+  runs of n variants each takes every place once) and reversed in every other round of n.
   SPEC = NAME,bzimage=PATH,vmlinux=PATH,initrd=PATH[,acpi=off][,cpus=N] (the same kernel as a
   bzImage and as its ELF vmlinux; acpi=off as --no-acpi above; cpus default 2). Formats:
   bzImage (both VMMs), vmlinux-pvh (minivmm --elf-entry pvh; QEMU -kernel vmlinux, which it
@@ -299,9 +300,11 @@ def boot_formats(argv):
     for i in range(a.runs):
         if i in done_runs:
             continue
-        # Rotate by i and reverse every other run: each variant comes early and late alike.
+        # Rotate by i, and reverse every other round of n runs: each variant comes early and
+        # late alike, after each other one. (Reversing every other run instead undoes the
+        # rotation for an even n: with two variants the same one would always go first.)
         order = variants[i % n:] + variants[:i % n]
-        if i % 2:
+        if (i // n) % 2:
             order.reverse()
         for flav, vmm, fmt, var in order:
             cmd = variant_cmd(a, flav, vmm, fmt, extras.get(var, []))

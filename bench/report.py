@@ -487,8 +487,8 @@ vCPUs, options and command line per kernel (minimal: minivmm `--no-acpi --virtio
 QEMU: `-kernel bzImage` (qboot, then the real-mode setup code) and `-kernel vmlinux` (QEMU
 finds the PVH note and enters there through its `pvh.bin` option ROM); QEMU has no 64-bit
 entry for an ELF kernel, so that cell is empty. `bench/guest_run.py boot-formats` boots every
-variant once per run, in an order rotated (and reversed every other run) from run to run, all
-in one nested KVM host session, with the kernels and initramfs copied to the nested host's
+variant once per run, in an order rotated from run to run (and reversed in every other round
+of as many runs as there are variants), all in one nested KVM host session, with the kernels and initramfs copied to the nested host's
 tmpfs first (the images cache is a 9p export without page cache there, through which every
 boot would read the 53 MB cloud vmlinux again). **exec → /init** is the host clock (inside
 the nested host) from just before exec to the `MINIVMM-RESULT init=start` line on the serial
