@@ -13,11 +13,17 @@
 #   --seconds S      seconds per run, each side (default 3, as bench/run-all.sh)
 #   --size-gib G     bench file size (default 1, as bench/run-all.sh)
 #   --poll-us N      the device's poll_us (default 100: bench_blk's default)
-#   --only SUBSTRING the patterns whose name contains it (default: all four)
+#   --only SUBSTRING the patterns whose name contains it (default: all four); several,
+#                    comma-separated: the patterns that contain any of them
 #   --out DIR        raw results: DIR/blk-before-after.tsv and .txt (default: a temp dir)
 #   --build-dir DIR  where commits are built (default: a temp dir, removed at the end)
 #   --md FILE        also write the table as a markdown fragment (bench/report.py puts
 #                    bench/blk-before-after.md into RESULTS.md section 4)
+#   --args-before ARGS, --args-after ARGS
+#                    more bench_blk options for one side (split at spaces), e.g. the same
+#                    binary twice with --args-before "--seccomp off" --args-after "--seccomp on"
+#   --labels B,A     the two sides' names in the output (default before,after)
+#   --file PATH      the bench file (bench_blk's --file; default bench_blk's own)
 #
 # Builds take /tmp/minivmm-build.lock (flock), so that no two builds run at once.
 # Example: bench/blk_before_after.sh 4dfc64a^ main
@@ -28,6 +34,7 @@ main() {
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 pairs=7 seconds=3 size_gib=1 poll_us=100 out="" build_root="" md="" only=""
+args_before="" args_after="" labels="before,after" file=()
 argv=("$@")
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -39,6 +46,10 @@ while [[ $# -gt 0 ]]; do
     --build-dir) build_root="$2"; shift 2 ;;
     --md) md="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
+    --args-before) args_before="$2"; shift 2 ;;
+    --args-after) args_after="$2"; shift 2 ;;
+    --labels) labels="$2"; shift 2 ;;
+    --file) file=(--file "$2"); shift 2 ;;
     -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "blk_before_after: unknown option '$1' (see --help)" >&2; exit 2 ;;
     *) break ;;
@@ -90,13 +101,20 @@ resolve "$1" before
 bins=("$bin")
 resolve "$2" after
 bins+=("$bin")
-names=(before after)
+IFS=, read -r -a shown <<<"$labels"
+[[ ${#shown[@]} -eq 2 ]] || { echo "blk_before_after: --labels takes two names: B,A" >&2; exit 2; }
+read -r -a extra0 <<<"$args_before"
+read -r -a extra1 <<<"$args_after"
 say "before: ${bins[0]}"
 say "after:  ${bins[1]}"
 
 patterns=()
+IFS=, read -r -a wanted <<<"${only:-,}"
+[[ ${#wanted[@]} -gt 0 ]] || wanted=("")
 for p in "4k randread QD32" "4k randwrite QD32" "1M seqread QD8" "1M seqwrite QD8"; do
-  [[ $p == *"$only"* ]] && patterns+=("$p")
+  for w in "${wanted[@]}"; do
+    if [[ $p == *"$w"* ]]; then patterns+=("$p"); break; fi
+  done
 done
 [[ ${#patterns[@]} -gt 0 ]] || { echo "blk_before_after: no pattern matches '$only'" >&2; exit 2; }
 tsv="$out/blk-before-after.tsv"
@@ -108,26 +126,29 @@ for ((i = 0; i < pairs; i++)); do
     order=(0 1)
     ((i % 2 == 1)) && order=(1 0)
     for v in "${order[@]}"; do
+      if ((v == 0)); then extra=("${extra0[@]}"); else extra=("${extra1[@]}"); fi
       line="$("${bins[$v]}" --seconds "$seconds" --reps 1 --size-gib "$size_gib" \
-        --poll-us "$poll_us" --only "$p" 2>>"$out/bench_blk.stderr" | grep -F "$p " | tail -n1)" || true
+        --poll-us "$poll_us" --only "$p" "${file[@]}" "${extra[@]}" 2>>"$out/bench_blk.stderr" |
+        grep -F "$p " | tail -n1)" || true
       # "4k randread QD32   |  68790  281.8  9.50 |  76085  311.6  6.87 |  90.4%"
       if [[ -z $line ]]; then
-        say "pair $i, $p, ${names[$v]}: no result (see $out/bench_blk.stderr)"
+        say "pair $i, $p, ${shown[$v]}: no result (see $out/bench_blk.stderr)"
         continue
       fi
-      echo "$line" | awk -F'|' -v pair="$i" -v pat="$p" -v ver="${names[$v]}" 'BEGIN { OFS = "\t" }
+      echo "$line" | awk -F'|' -v pair="$i" -v pat="$p" -v ver="${shown[$v]}" 'BEGIN { OFS = "\t" }
         { split($2, d, " "); split($3, f, " "); pct = $4; gsub(/[ %]/, "", pct)
           print pair, pat, ver, d[1], d[2], d[3], f[1], f[2], f[3], pct }' >>"$tsv"
-      say "pair $i, $p, ${names[$v]}: $(echo "$line" | tr -s ' ')"
+      say "pair $i, $p, ${shown[$v]}: $(echo "$line" | tr -s ' ')"
     done
   done
 done
 load_end="$(uptime | sed 's/^ *//')"
 
 python3 - "$tsv" "$pairs" "$seconds" "$size_gib" "$poll_us" "$date_start" "$load_start" "$load_end" \
-  "${desc[0]}" "${desc[1]}" "bench/blk_before_after.sh ${argv[*]}" <<'EOF' | tee "$out/blk-before-after.txt"
+  "${desc[0]}" "${desc[1]}" "bench/blk_before_after.sh$(printf ' %q' "${argv[@]}")" "${shown[0]}" "${shown[1]}" \
+  "${args_before:-}" "${args_after:-}" <<'EOF' | tee "$out/blk-before-after.txt"
 import csv, statistics, sys
-tsv, pairs, seconds, size, poll, date, l0, l1, b, a, cmd = sys.argv[1:]
+tsv, pairs, seconds, size, poll, date, l0, l1, b, a, cmd, nb, na, xb, xa = sys.argv[1:]
 rows = list(csv.DictReader(open(tsv), delimiter="\t"))
 pats = []
 for r in rows:
@@ -140,14 +161,16 @@ def sp(x, d=0):
         return "n/a"
     return f"{statistics.median(x):.{d}f} ({min(x):.{d}f}–{max(x):.{d}f}, n={len(x)})"
 print(f"Reproduce: `{cmd}`  ")
-print(f"Before: {b}; after: {a}. {pairs} interleaved pairs per pattern, each run "
+xb = f" `{xb}`" if xb else ""
+xa = f" `{xa}`" if xa else ""
+print(f"{nb.capitalize()}: {b}{xb}; {na}: {a}{xa}. {pairs} interleaved pairs per pattern, each run "
       f"`bench_blk --seconds {seconds} --reps 1 --size-gib {size} --poll-us {poll} --only PATTERN` "
       f"(device, then fio on the same file), the order alternating between pairs.  ")
 print(f"Started {date}. Load at start: `{l0}`; at end: `{l1}`  ")
-print("after / before: the ratio of the two medians, and the median (min–max) of the ratios "
+print(f"{na} / {nb}: the ratio of the two medians, and the median (min–max) of the ratios "
       "within each pair (the two runs of a pair are seconds apart, under the same load).")
 print()
-print("| pattern | figure | before | after | after / before | per pair |")
+print(f"| pattern | figure | {nb} | {na} | {na} / {nb} | per pair |")
 print("|---|---|---|---|---|---|")
 for p in pats:
     small = p.startswith("4k")
@@ -155,12 +178,12 @@ for p in pats:
     fk = "fio_iops" if small else "fio_mbps"
     for key, label, dd in ((k, f"device {unit}", d), (fk, f"fio {unit}", d),
                            ("dev_fio_pct", "device/fio %", 1), ("dev_us_per_io", "device CPU µs/IO", 2)):
-        bv, av = col(p, "before", key), col(p, "after", key)
+        bv, av = col(p, nb, key), col(p, na, key)
         rat = (f"{statistics.median(av) / statistics.median(bv):.3f}"
                if bv and av and statistics.median(bv) else "n/a")
         by = {(r["pair"], r["version"]): float(r[key]) for r in rows if r["pattern"] == p}
-        pr = [by[(i, "after")] / by[(i, "before")] for i in sorted({r["pair"] for r in rows})
-              if (i, "after") in by and by.get((i, "before"))]
+        pr = [by[(i, na)] / by[(i, nb)] for i in sorted({r["pair"] for r in rows})
+              if (i, na) in by and by.get((i, nb))]
         print(f"| {p} | {label} | {sp(bv, dd)} | {sp(av, dd)} | {rat} | {sp(pr, 3)} |")
 EOF
 [[ -z $md ]] || cp "$out/blk-before-after.txt" "$md"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# boot-formats.sh OUTDIR [RUNS] — Linux boot time by kernel format: the same kernel as a
+# boot-formats.sh OUTDIR [RUNS [GUEST_RUN_ARGS...]] — Linux boot time by kernel format: the same kernel as a
 # bzImage and as its ELF vmlinux, minivmm (bzImage, vmlinux through PVH, vmlinux through the
 # 64-bit entry) next to QEMU -M microvm (bzImage, vmlinux through PVH), on the same
 # initramfs and disk, in one run of bench/guest_run.py boot-formats (all variants
@@ -7,7 +7,8 @@
 # Kernels: Debian's cloud kernel (its vmlinux extracted by images/extract-vmlinux.sh; ACPI,
 # 2 vCPUs) and the minimal kernel (images/build-minimal-kernel.sh keeps its vmlinux next to
 # the bzImage; no ACPI, devices on the command line, 1 vCPU), as bench/linux-guest.sh boots
-# them. BOOT_FORMAT_KERNELS="cloud minimal" picks the kernels.
+# them. BOOT_FORMAT_KERNELS="cloud minimal" picks the kernels. GUEST_RUN_ARGS go to
+# guest_run.py boot-formats (--vmms, --formats, --minivmm-variant: bench/seccomp_boot.sh).
 # Writes OUTDIR/boot-formats.tsv, .log (every console), .failures.txt (exit status and
 # console tail of each run that did not pass), .load (the machine's /proc/loadavg every 15 s
 # while it ran) and .env, and keeps a copy of the TSV and load in OUTDIR/boot-formats-history/.
@@ -17,6 +18,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 out="$(mkdir -p "$1" && cd "$1" && pwd)"
 runs="${2:-5}"
+extra=("${@:3}")
 minivmm="${MINIVMM_BIN:-$root/build/rel/vmm/minivmm}"
 cache="${MINIVMM_CACHE:-${HOME:-/root}/.cache/minivmm}/images"
 kernels=" ${BOOT_FORMAT_KERNELS:-cloud minimal} "
@@ -68,7 +70,7 @@ while ((sessions < max_sessions)); do
     --minivmm "$minivmm" --disk "$disk" "${flavours[@]}" --runs "$runs" \
     --out "$work/boot-formats.tsv" --log "$work/boot-formats.log" \
     --failures "$work/boot-formats.failures.txt" --stage /dev/shm \
-    --progress "$work/progress" "${resume[@]}" 2>"$work/runner.err" || rc=$?
+    --progress "$work/progress" "${extra[@]}" "${resume[@]}" 2>"$work/runner.err" || rc=$?
   cat "$work/runner.err" >&2
   [[ -f $work/progress ]] || break
   {

@@ -11,7 +11,8 @@ has no i8042), vCPUs (--cpus, default 2) and 512 MiB.
   guest_run.py blk   --minivmm BIN --kernel K --initrd I --scratch S [--runs N] --out F.tsv
   guest_run.py boot-formats --minivmm BIN --disk D --flavour SPEC [--flavour SPEC...]
                      [--runs N] --out F.tsv [--log L] [--failures F.txt] [--stage DIR]
-                     [--progress F] [--resume]
+                     [--progress F] [--resume] [--vmms LIST] [--formats LIST]
+                     [--minivmm-variant NAME=ARGS ...]
 
 --kernel-name labels the rows (TSV column "kernel", default cloud). --no-acpi is for a
 kernel that finds its devices on the command line (the minimal kernel): minivmm gets
@@ -22,7 +23,8 @@ both end through a reboot (minivmm.exit=reboot: without ACPI there is no power-o
 boot: scenario smoke; per run: init_s (guest uptime at /init, MINIVMM-RESULT init=start),
   done_s (scenario finished, guest uptime) and wall_s (exec to exit).
 boot-formats: the smoke boot of every (VMM, kernel flavour, kernel format) in one process,
-  interleaved: each run boots every variant once, in an order rotated from run to run.
+  interleaved: each run boots every variant once, in an order rotated from run to run (in n
+  runs of n variants each takes every place once) and reversed in every other round of n.
   SPEC = NAME,bzimage=PATH,vmlinux=PATH,initrd=PATH[,acpi=off][,cpus=N] (the same kernel as a
   bzImage and as its ELF vmlinux; acpi=off as --no-acpi above; cpus default 2). Formats:
   bzImage (both VMMs), vmlinux-pvh (minivmm --elf-entry pvh; QEMU -kernel vmlinux, which it
@@ -36,6 +38,12 @@ boot-formats: the smoke boot of every (VMM, kernel flavour, kernel format) in on
   Rows are written as they are measured; --progress FILE names the boot under way (removed at
   the end), and --resume keeps the complete runs of an existing --out and repeats the others
   whole (for a nested host that died: see bench/boot-formats.sh).
+  --vmms and --formats (comma-separated) boot only some of the VMMs and formats.
+  --minivmm-variant NAME=ARGS (repeatable) boots every minivmm variant once per ARGS, more
+  minivmm options split like a shell would (e.g. seccomp-on="--seccomp on"), as variants of
+  their own in the rotation; the TSV column "variant" names them. Column "seccomp": minivmm's
+  threads when /init appeared, from /proc/PID/task/*/status: "N/M" = N of M threads with a
+  seccomp filter (Seccomp: 2).
 
 blk: scenario shell on a scratch raw disk (vdb) with O_DIRECT in the guest and on the host
   (minivmm direct=on,engine=io_uring; QEMU cache=none,aio=io_uring). The harness waits for
@@ -47,6 +55,7 @@ import argparse
 import os
 import re
 import select
+import shlex
 import shutil
 import subprocess
 import sys
@@ -93,10 +102,11 @@ def qemu_cmd(a, disks, scenario):
     return cmd
 
 
-def run(cmd, send_after=None, commands=(), timeout=300, marks=None):
+def run(cmd, send_after=None, commands=(), timeout=300, marks=None, on_mark=None):
     """Runs cmd; when send_after appears on the console, writes commands to its stdin.
     marks: {name: bytes}; when given, a 4th value is returned: {name: seconds from exec until
-    that text first appeared on the console}."""
+    that text first appeared on the console}. on_mark(name, pid) is called as each first
+    appears, while the process runs; seen[name + ":probe"] is what it returned."""
     t0 = time.perf_counter()
     seen = {}
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -118,6 +128,8 @@ def run(cmd, send_after=None, commands=(), timeout=300, marks=None):
         for name, pat in (marks or {}).items():
             if name not in seen and pat in out[-(len(chunk) + len(pat)):]:
                 seen[name] = time.perf_counter() - t0
+                if on_mark:
+                    seen[name + ":probe"] = on_mark(name, p.pid)
         if not sent and send_after.encode() in out:
             sent = True
             for c in commands:
@@ -145,6 +157,22 @@ NOT_RUN = {("qemu-microvm", "vmlinux-64bit"):
 INIT_LINE = b"MINIVMM-RESULT init=start"
 
 
+def seccomp_threads(_name, pid):
+    """'N/M': N of the process's M threads run under a seccomp filter (Seccomp: 2)."""
+    modes = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:  # it ended already
+        return "?"
+    for t in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{t}/status") as f:
+                modes += [l.split()[1] for l in f if l.startswith("Seccomp:")]
+        except OSError:
+            pass
+    return f"{modes.count('2')}/{len(modes)}"
+
+
 def parse_flavour(spec):
     name, _, rest = spec.partition(",")
     f = {"name": name, "acpi": "on", "cpus": "2"}
@@ -159,8 +187,9 @@ def parse_flavour(spec):
     return f
 
 
-def variant_cmd(a, flav, vmm, fmt):
-    """The command line of one variant, from boot's own minivmm_cmd / qemu_cmd."""
+def variant_cmd(a, flav, vmm, fmt, extra=()):
+    """The command line of one variant, from boot's own minivmm_cmd / qemu_cmd; extra: more
+    minivmm options (--minivmm-variant)."""
     ns = argparse.Namespace(minivmm=a.minivmm, initrd=flav["initrd"], cpus=int(flav["cpus"]),
                             no_acpi=flav["acpi"] == "off",
                             kernel=flav["bzimage"] if fmt == "bzImage" else flav["vmlinux"])
@@ -169,7 +198,7 @@ def variant_cmd(a, flav, vmm, fmt):
         cmd = minivmm_cmd(ns, disks, "smoke")
         if fmt != "bzImage":
             cmd += ["--elf-entry", fmt.split("-")[1]]
-        return cmd
+        return cmd + list(extra)
     return qemu_cmd(ns, disks, "smoke")
 
 
@@ -187,10 +216,26 @@ def boot_formats(argv):
     ap.add_argument("--progress", help="FILE: the boot under way, removed when all are done")
     ap.add_argument("--resume", action="store_true",
                     help="keep the complete runs already in --out, repeat the incomplete ones")
+    ap.add_argument("--vmms", default="minivmm,qemu-microvm")
+    ap.add_argument("--formats", default=",".join(FORMATS))
+    ap.add_argument("--minivmm-variant", action="append", default=[], metavar="NAME=ARGS")
     a = ap.parse_args(argv)
     flavours = [parse_flavour(s) for s in a.flavour]
-    variants = [(f, vmm, fmt) for f in flavours for vmm in ("minivmm", "qemu-microvm")
-                for fmt in FORMATS if (vmm, fmt) not in NOT_RUN]
+    vmms = a.vmms.split(",")
+    formats = a.formats.split(",")
+    if not set(vmms) <= {"minivmm", "qemu-microvm"} or not set(formats) <= set(FORMATS):
+        raise SystemExit(f"guest_run.py: --vmms {a.vmms} / --formats {a.formats}: unknown name")
+    extras = {"": []}  # variant name -> more minivmm options
+    if a.minivmm_variant:
+        extras = {}
+        for v in a.minivmm_variant:
+            name, sep, args = v.partition("=")
+            if not sep or not name:
+                raise SystemExit(f"guest_run.py: --minivmm-variant {v}: NAME=ARGS")
+            extras[name] = shlex.split(args)
+    variants = [(f, vmm, fmt, var) for f in flavours for vmm in vmms for fmt in formats
+                if (vmm, fmt) not in NOT_RUN
+                for var in (extras if vmm == "minivmm" else [""])]
     stage = None
     if a.stage:
         # Kernels and initramfs from RAM: in the nested host the images cache is a 9p export
@@ -208,7 +253,7 @@ def boot_formats(argv):
     logf = open(a.log, "a") if a.log else None
     failf = open(a.failures, "a" if a.resume else "w") if a.failures else None
     keys = ["vmm", "kernel", "format", "run", "init_wall_s", "init_s", "done_s", "exit_wall_s",
-            "rc", "pass", "nproc", "entry", "vcpu_entry_s", "note"]
+            "rc", "pass", "nproc", "entry", "vcpu_entry_s", "note", "variant", "seccomp"]
 
     def tsv_line(r):
         return "\t".join(f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k]) for k in keys) + "\n"
@@ -242,26 +287,33 @@ def boot_formats(argv):
         with open(a.out, "w") as f:
             f.write("\t".join(keys) + "\n")
             for (vmm, fmt), why in NOT_RUN.items():
+                if vmm not in vmms or fmt not in formats:
+                    continue
                 for fl in flavours:
                     f.write(tsv_line({"vmm": vmm, "kernel": fl["name"], "format": fmt, "run": -1,
                                       "init_wall_s": float("nan"), "init_s": float("nan"),
                                       "done_s": float("nan"), "exit_wall_s": float("nan"), "rc": "",
                                       "pass": 0, "nproc": 0, "entry": "",
-                                      "vcpu_entry_s": float("nan"), "note": why}))
+                                      "vcpu_entry_s": float("nan"), "note": why,
+                                      "variant": "", "seccomp": ""}))
     tsv = open(a.out, "a")  # a row as soon as it is measured: a dying host loses one boot
     for i in range(a.runs):
         if i in done_runs:
             continue
-        # Rotate by i and reverse every other run: each variant comes early and late alike.
+        # Rotate by i, and reverse every other round of n runs: each variant comes early and
+        # late alike, after each other one. (Reversing every other run instead undoes the
+        # rotation for an even n: with two variants the same one would always go first.)
         order = variants[i % n:] + variants[:i % n]
-        if i % 2:
+        if (i // n) % 2:
             order.reverse()
-        for flav, vmm, fmt in order:
-            cmd = variant_cmd(a, flav, vmm, fmt)
+        for flav, vmm, fmt, var in order:
+            cmd = variant_cmd(a, flav, vmm, fmt, extras.get(var, []))
+            label = f"{vmm}{' ' + var if var else ''} {flav['name']} {fmt}"
             if a.progress:
                 with open(a.progress, "w") as pf:
-                    pf.write(f"{vmm} {flav['name']} {fmt} run {i}\n")
-            rc, wall, out, seen = run(cmd, timeout=a.timeout, marks={"init": INIT_LINE})
+                    pf.write(f"{label} run {i}\n")
+            rc, wall, out, seen = run(cmd, timeout=a.timeout, marks={"init": INIT_LINE},
+                                      on_mark=seccomp_threads)
             entry = ""
             if vmm == "minivmm":
                 m = re.search(r"minivmm: info: kernel: ([^,\n]+), entry (0x[0-9a-f]+)", out)
@@ -277,18 +329,18 @@ def boot_formats(argv):
                    "entry": entry.replace(" ", "_"),
                    # minivmm only: main() to the boot vCPU's first KVM_RUN (kernel loaded).
                    "vcpu_entry_s": fnum(r"vCPU 0 entered the guest at ([0-9.]+) ms", out) / 1000,
-                   "note": ""}
+                   "note": "", "variant": var, "seccomp": seen.get("init:probe", "")}
             if rc < 0 or wall >= a.timeout:
                 row["note"] = f"killed_after_{a.timeout}s"
             tsv.write(tsv_line(row))
             tsv.flush()
-            print(vmm, flav["name"], fmt, i, row, file=sys.stderr, flush=True)
+            print(label, i, row, file=sys.stderr, flush=True)
             if logf:
-                logf.write(f"==== {vmm} {flav['name']} {fmt} run {i}: {' '.join(cmd)}\n{out}\n")
+                logf.write(f"==== {label} run {i}: {' '.join(cmd)}\n{out}\n")
                 logf.flush()
             if failf and not ok:
                 tail = "\n".join(out.rstrip().splitlines()[-25:])
-                failf.write(f"==== {vmm} {flav['name']} {fmt} run {i}: exit status {rc}"
+                failf.write(f"==== {label} run {i}: exit status {rc}"
                             f"{' (killed after %d s)' % a.timeout if row['note'] else ''}, "
                             f"/init {'reached' if 'init' in seen else 'not reached'}, "
                             f"scenario {'passed' if 'status=pass' in out else 'did not pass'}\n"

@@ -101,7 +101,8 @@ if os.path.exists(os.path.join(bench, "RESULTS.md")):
     with open(os.path.join(bench, "RESULTS.md")) as f:
         OLD_PAGE = f.read()
 SUMMARY_PREFIXES = {"1": ("start-up", "main()"), "2": ("memory",), "3": ("Linux (",),
-                    "4": ("bench_blk",), "5": ("in-guest dd",), "7": ("console",)}
+                    "4": ("bench_blk",), "5": ("in-guest dd",), "7": ("console",),
+                    "7b": ("seccomp on vs off",)}
 marks = []  # (section number, index in md, index in summary, has raw results)
 
 
@@ -486,8 +487,8 @@ vCPUs, options and command line per kernel (minimal: minivmm `--no-acpi --virtio
 QEMU: `-kernel bzImage` (qboot, then the real-mode setup code) and `-kernel vmlinux` (QEMU
 finds the PVH note and enters there through its `pvh.bin` option ROM); QEMU has no 64-bit
 entry for an ELF kernel, so that cell is empty. `bench/guest_run.py boot-formats` boots every
-variant once per run, in an order rotated (and reversed every other run) from run to run, all
-in one nested KVM host session, with the kernels and initramfs copied to the nested host's
+variant once per run, in an order rotated from run to run (and reversed in every other round
+of as many runs as there are variants), all in one nested KVM host session, with the kernels and initramfs copied to the nested host's
 tmpfs first (the images cache is a 9p export without page cache there, through which every
 boot would read the 53 MB cloud vmlinux again). **exec → /init** is the host clock (inside
 the nested host) from just before exec to the `MINIVMM-RESULT init=start` line on the serial
@@ -687,6 +688,10 @@ vCPU threads' time in the guest, where Linux's virtio_console spins until the de
 each buffer, and they are the nested host's (TCG-emulated) CPU time.
 """)
 
+# 7b (seccomp on vs off: bench/seccomp_blk.sh, bench/seccomp_boot.sh) is written by hand
+# from those scripts' output; run-all.sh does not run them, so it is always the old page's.
+section("7b", False)
+
 section("end", True)
 for k in reversed(range(len(marks) - 1)):
     num, mi, si, has_raw = marks[k]
@@ -700,8 +705,8 @@ bb = read_text("blk_bench.txt") or ""
 sm = ["\n## Summary\n\n| figure | minivmm | reference | target |\n|---|---|---|---|\n"]
 for fig, m, r, t in summary:
     sm.append(f"| {fig} | {m} | {r} | {t} |\n")
-sm.append("\nBlock datapath details (CPU per I/O, every run), virtqueue (queue_bench) and console "
-          "details: see sections 4, 6 and 7. Machine: 2 cores shared with compiling engineers; the load "
+sm.append("\nBlock datapath details (CPU per I/O, every run), virtqueue (queue_bench), console "
+          "details and seccomp on vs off: see sections 4, 6, 7 and 7b. Machine: 2 cores shared with compiling engineers; the load "
           "average is printed with every section, and the spread (min–max) is large because of it.\n")
 md[3:3] = sm
 md.append("""
