@@ -17,7 +17,7 @@
 //                  [--poll-us N]        (the device's poll_us; default 100, 0 = off)
 //                  [--cpu N]            (both sides on CPU N: this process, with the device's
 //                                        I/O thread and the driver, and fio)
-//                  [--seccomp on|off]   (on: minivmm's seccomp setup, vmm::init_seccomp(kOn),
+//                  [--seccomp on|off]   (on: minivmm's seccomp setup, vmm::init_confinement(),
 //                                        before any device, so that the device's `blk` worker
 //                                        runs under minivmm's blk filter; the driver, the main
 //                                        thread, stays unfiltered. Checked in /proc: a blk
@@ -45,6 +45,7 @@
 #include "devices/virtio_blk.h"
 #include "tests/support/fake_guest.h"
 #include "virtio/spec.h"
+#include "vmm/jail.h"
 #include "vmm/seccomp.h"
 
 using namespace minivmm;
@@ -411,7 +412,10 @@ int main(int argc, char** argv) {
   ensure_file(path, size);
   // minivmm's own order: the mode, the SIGSYS reporter and the device workers' hook before
   // any device exists. Only threads that enter a class get a filter; this one does not.
-  if (seccomp) vmm::init_seccomp(vmm::SeccompMode::kOn);
+  if (seccomp) {
+    // minivmm's own confinement of device workers: seccomp on, Landlock where there is one.
+    vmm::init_confinement(vmm::ConfinementOptions{});
+  }
 
   const Pattern patterns[] = {
       {"4k randread QD32", "randread", false, true, 4096, 32},
