@@ -30,17 +30,6 @@ namespace {
 constexpr uint64_t kImageSize = 1 << 20;  // 2048 sectors
 constexpr uint64_t kD = BlkHarness::kData;
 
-std::vector<BlockConfig::Engine> engines() {
-  std::vector<BlockConfig::Engine> out{BlockConfig::Engine::kSync};
-  std::string reason;
-  if (devices::io_uring_available(reason)) {
-    out.push_back(BlockConfig::Engine::kIoUring);
-  } else {
-    WARN("SKIPPED: io_uring unavailable: " << reason);
-  }
-  return out;
-}
-
 const char* engine_name(BlockConfig::Engine e) {
   return e == BlockConfig::Engine::kSync ? "sync" : "io_uring";
 }
@@ -114,7 +103,7 @@ TEST_CASE("disk fault specs: what, op, sectors, count; bad ones get one line", "
 
 TEST_CASE("disk faults: errors are IOERR in their range and count, and the disk serves on",
           "[blk][fault]") {
-  for (auto engine : engines()) {
+  for (auto engine : test::blk_engines()) {
     DYNAMIC_SECTION("engine " << engine_name(engine)) {
       TempImage img(kImageSize);
       BlkHarness h(
@@ -144,7 +133,7 @@ TEST_CASE("disk faults: errors are IOERR in their range and count, and the disk 
 
 TEST_CASE("disk faults: a short transfer is IOERR, never a success with stale bytes",
           "[blk][fault]") {
-  for (auto engine : engines()) {
+  for (auto engine : test::blk_engines()) {
     DYNAMIC_SECTION("engine " << engine_name(engine)) {
       TempImage img(kImageSize);
       BlkHarness h(config(img, engine, "short:read:0-99+short:write:500-599"));
@@ -162,7 +151,7 @@ TEST_CASE("disk faults: a short transfer is IOERR, never a success with stale by
 }
 
 TEST_CASE("disk faults: a failed flush stays failed until restart", "[blk][fault]") {
-  for (auto engine : engines()) {
+  for (auto engine : test::blk_engines()) {
     DYNAMIC_SECTION("engine " << engine_name(engine)) {
       TempImage img(kImageSize);
       {
@@ -188,7 +177,7 @@ TEST_CASE("disk faults: a failed flush stays failed until restart", "[blk][fault
 }
 
 TEST_CASE("disk faults: a delay only delays", "[blk][fault]") {
-  for (auto engine : engines()) {
+  for (auto engine : test::blk_engines()) {
     DYNAMIC_SECTION("engine " << engine_name(engine)) {
       TempImage img(kImageSize);
       BlkHarness h(config(img, engine, "delay80:read:0-0"));
@@ -202,7 +191,7 @@ TEST_CASE("disk faults: a delay only delays", "[blk][fault]") {
 }
 
 TEST_CASE("disk faults: past RLIMIT_FSIZE a write is IOERR and the process lives", "[blk][fault]") {
-  for (auto engine : engines()) {
+  for (auto engine : test::blk_engines()) {
     DYNAMIC_SECTION("engine " << engine_name(engine)) {
       TempImage img(kImageSize);
       const BlockConfig cfg = config(img, engine, "");

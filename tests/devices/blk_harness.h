@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -15,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "devices/disk_backend.h"
 #include "devices/virtio_blk.h"
 #include "tests/support/fake_guest.h"
 #include "virtio/spec.h"
@@ -85,6 +87,18 @@ class CountingInterrupt final : public virtio::VirtioInterrupt {
   std::atomic<uint64_t> count_{0};
 };
 
+// Both engines; io_uring only where it works (reported, never silently skipped).
+inline std::vector<devices::BlockConfig::Engine> blk_engines() {
+  std::vector<devices::BlockConfig::Engine> out{devices::BlockConfig::Engine::kSync};
+  std::string reason;
+  if (devices::io_uring_available(reason)) {
+    out.push_back(devices::BlockConfig::Engine::kIoUring);
+  } else {
+    WARN("SKIPPED: io_uring unavailable: " << reason);
+  }
+  return out;
+}
+
 inline uint64_t blk_features_all() {
   using virtio::feature_bit;
   return feature_bit(virtio::kFVersion1) | feature_bit(devices::kBlkFFlush) |
@@ -101,7 +115,10 @@ class BlkHarness {
   static constexpr uint64_t kData = 0x400000;
 
   explicit BlkHarness(devices::BlockConfig cfg, uint16_t qsize = 256)
-      : guest(kRam), dq(guest, qsize, kRings), queues(1, virtio::Queue(cfg.queue_size)), events(1),
+      : guest(kRam),
+        dq(guest, qsize, kRings),
+        queues(1, virtio::Queue(cfg.queue_size)),
+        events(1),
         dev(cfg) {}
   ~BlkHarness() { dev.reset(); }
 

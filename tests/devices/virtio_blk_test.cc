@@ -23,18 +23,6 @@ namespace {
 
 constexpr uint64_t kImageSize = 1 << 20;  // 2048 sectors
 
-// Both engines; io_uring only where it works (reported, never silently skipped).
-std::vector<BlockConfig::Engine> engines() {
-  std::vector<BlockConfig::Engine> out{BlockConfig::Engine::kSync};
-  std::string reason;
-  if (devices::io_uring_available(reason)) {
-    out.push_back(BlockConfig::Engine::kIoUring);
-  } else {
-    WARN("SKIPPED: io_uring unavailable: " << reason);
-  }
-  return out;
-}
-
 BlockConfig config(const TempImage& img, BlockConfig::Engine engine, bool ro = false) {
   BlockConfig c;
   c.path = img.path();
@@ -100,7 +88,7 @@ TEST_CASE("blk device: features and config space", "[blk][device]") {
 }
 
 TEST_CASE("blk device: execute matrix", "[blk][device]") {
-  for (auto engine : engines()) {
+  for (auto engine : test::blk_engines()) {
     DYNAMIC_SECTION("engine " << (engine == BlockConfig::Engine::kSync ? "sync" : "io_uring")) {
       TempImage img(kImageSize);
       BlkHarness h(config(img, engine));
@@ -204,7 +192,7 @@ TEST_CASE("blk device: execute matrix", "[blk][device]") {
 }
 
 TEST_CASE("blk device: read-only disk is never written", "[blk][device]") {
-  for (auto engine : engines()) {
+  for (auto engine : test::blk_engines()) {
     TempImage img(kImageSize);
     const auto before = img.read(0, kImageSize);
     BlkHarness h(config(img, engine, true));
@@ -325,7 +313,7 @@ TEST_CASE("blk device: malformed chains still complete", "[blk][device]") {
 }
 
 TEST_CASE("blk device: write-through when FLUSH is not negotiated", "[blk][device]") {
-  for (auto engine : engines()) {
+  for (auto engine : test::blk_engines()) {
     TempImage img(kImageSize);
     BlkHarness h(config(img, engine));
     h.activate(virtio::feature_bit(virtio::kFVersion1) |
@@ -361,7 +349,7 @@ TEST_CASE("blk device: event-idx suppresses interrupts until used_event", "[blk]
 }
 
 TEST_CASE("blk device: indirect descriptors and two queues", "[blk][device]") {
-  for (auto engine : engines()) {
+  for (auto engine : test::blk_engines()) {
     TempImage img(kImageSize);
     BlockConfig c = config(img, engine);
     c.num_queues = 2;
@@ -428,7 +416,7 @@ TEST_CASE("blk advance_iovecs moves through partial transfers", "[blk][backend]"
 
 TEST_CASE("blk device: a queue the driver never enabled is left alone", "[blk][device]") {
   // Linux enables min(num_queues, CPUs) queues; the rest stay not ready, which is legal.
-  for (auto engine : engines()) {
+  for (auto engine : test::blk_engines()) {
     TempImage img(kImageSize);
     BlockConfig c = config(img, engine);
     c.num_queues = 2;
