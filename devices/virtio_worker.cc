@@ -81,6 +81,9 @@ void VirtioWorker::thread_main(const char* thread_class, const std::function<voi
 // One activation, from start() to stop(), on the worker thread.
 void VirtioWorker::serve_activation() {
   const virtio::ActivateContext& ctx = *ctx_;
+  // A stop() that came after the loop had ended by itself (a worker failure) left its
+  // wake-up pending: it belonged to the last activation, not this one.
+  loop_->clear();
   try {
     if (hooks_.poller != nullptr) loop_->set_poller(hooks_.poller, hooks_.poll_budget);
     for (uint16_t q = 0; q < ctx.queue_events.size(); ++q) {
