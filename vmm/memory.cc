@@ -48,6 +48,9 @@ GuestRam::GuestRam(uint64_t size) : size_(size) {
     }
     ::madvise(host, r.size, MADV_HUGEPAGE);   // best effort: THP may be "madvise" only
     ::madvise(host, r.size, MADV_MERGEABLE);  // best effort
+    // The guest's memory is the guest's: never in a core dump of minivmm (the jail turns
+    // core dumps off too, but an operator may turn them back on to debug the VMM).
+    ::madvise(host, r.size, MADV_DONTDUMP);
     mappings_.push_back({r.guest_addr, r.size, static_cast<uint8_t*>(host)});
   }
   memory_ = virtio::GuestMemory(mappings_);
