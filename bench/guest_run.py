@@ -13,6 +13,9 @@ has no i8042), vCPUs (--cpus, default 2) and 512 MiB.
                      [--runs N] --out F.tsv [--log L] [--failures F.txt] [--stage DIR]
                      [--progress F] [--resume] [--vmms LIST] [--formats LIST]
                      [--minivmm-variant NAME=ARGS ...]
+  guest_run.py smp-flake --minivmm BIN --kernel K --initrd I --disk D [--cpus N] [--runs N]
+                     [--timeout S] --out F.tsv [--stats F.txt] [boot-formats' other options]
+  guest_run.py flake-stats F.tsv
 
 --kernel-name labels the rows (TSV column "kernel", default cloud). --no-acpi is for a
 kernel that finds its devices on the command line (the minimal kernel): minivmm gets
@@ -44,6 +47,14 @@ boot-formats: the smoke boot of every (VMM, kernel flavour, kernel format) in on
   their own in the rotation; the TSV column "variant" names them. Column "seccomp": minivmm's
   threads when /init appeared, from /proc/PID/task/*/status: "N/M" = N of M threads with a
   seccomp filter (Seccomp: 2).
+
+smp-flake: the known SMP flake without ACPI (README, "Known issues"): minivmm --no-acpi
+  --virtio-cmdline next to QEMU -M microvm,acpi=off, the same bzImage on --cpus vCPUs
+  (default 2), interleaved, through boot-formats' loop (its TSV, --log, --failures, --stage,
+  --progress, --resume; --timeout default 60 s). A boot fails if it does not reach /init
+  (INIT_LINE) within the timeout: a hang, a triple fault, a crash. Prints (and writes to
+  --stats) each VMM's failures with a 95 % Wilson interval and Fisher's exact test of the
+  two rates; flake-stats recomputes these from a TSV (e.g. a partial one).
 
 blk: scenario shell on a scratch raw disk (vdb) with O_DIRECT in the guest and on the host
   (minivmm direct=on,engine=io_uring; QEMU cache=none,aio=io_uring). The harness waits for
@@ -202,8 +213,8 @@ def variant_cmd(a, flav, vmm, fmt, extra=()):
     return qemu_cmd(ns, disks, "smoke")
 
 
-def boot_formats(argv):
-    ap = argparse.ArgumentParser(prog="guest_run.py boot-formats")
+def boot_formats(argv, prog="guest_run.py boot-formats"):
+    ap = argparse.ArgumentParser(prog=prog)
     ap.add_argument("--minivmm", required=True)
     ap.add_argument("--disk", required=True)
     ap.add_argument("--flavour", action="append", required=True)
@@ -352,9 +363,83 @@ def boot_formats(argv):
     if stage:
         shutil.rmtree(stage, ignore_errors=True)
 
+# smp-flake -------------------------------------------------------------------------------
+def wilson(k, n, z=1.959964):
+    """95 % Wilson score interval of k successes in n trials."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / d
+    return (max(0.0, c - h), min(1.0, c + h))
+
+
+def fisher_two_sided(a, b, c, d):
+    """Fisher's exact test of the 2x2 table [[a, b], [c, d]]: two-sided p, the sum of the
+    probabilities of every table with these margins no more likely than the one seen."""
+    from math import comb
+    r1, c1, n = a + b, a + c, a + b + c + d
+    def prob(x):
+        return comb(r1, x) * comb(n - r1, c1 - x) / comb(n, c1)
+    p0 = prob(a)
+    return min(1.0, sum(prob(x) for x in range(max(0, c1 - (n - r1)), min(r1, c1) + 1)
+                        if prob(x) <= p0 * (1 + 1e-9)))
+
+
+def flake_stats(tsv):
+    """The failure counts of an smp-flake TSV: a boot fails if /init was not reached."""
+    with open(tsv) as f:
+        lines = [l.rstrip("\n").split("\t") for l in f if l.strip()]
+    rows = [dict(zip(lines[0], l)) for l in lines[1:] if l and l[3] != "-1"]
+    res = {}
+    for vmm in ("minivmm", "qemu-microvm"):
+        mine = [r for r in rows if r["vmm"] == vmm]
+        fails = sum(1 for r in mine if r["init_wall_s"] == "nan")
+        late = sum(1 for r in mine if r["init_wall_s"] != "nan" and r["pass"] != "1")
+        res[vmm] = (len(mine), fails, late)
+    out = []
+    for vmm, (n, k, late) in res.items():
+        lo, hi = wilson(k, n)
+        out.append(f"{vmm}: {k} of {n} boots did not reach /init ({100 * k / n if n else float('nan'):.1f} %, "
+                   f"95 % Wilson {100 * lo:.1f}-{100 * hi:.1f} %); {late} more reached it and then did not pass")
+    (n1, k1, _), (n2, k2, _) = res["minivmm"], res["qemu-microvm"]
+    out.append(f"Fisher's exact test, two-sided (minivmm {k1}/{n1} vs QEMU {k2}/{n2}): "
+               f"p = {fisher_two_sided(k1, n1 - k1, k2, n2 - k2):.4f}")
+    return "\n".join(out) + "\n"
+
+
+def smp_flake(argv):
+    """The SMP flake without ACPI: minivmm --no-acpi --virtio-cmdline and QEMU -M
+    microvm,acpi=off boot the same kernel (a bzImage) on --cpus vCPUs, interleaved, --runs
+    times each; the rest as boot-formats (TSV, --log, --failures, --stage, --progress,
+    --resume). A boot fails if it does not reach /init within --timeout s; the counts,
+    their Wilson intervals and Fisher's test go to stdout and to --stats."""
+    ap = argparse.ArgumentParser(prog="guest_run.py smp-flake")
+    ap.add_argument("--kernel", required=True)
+    ap.add_argument("--initrd", required=True)
+    ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--timeout", type=int, default=60)
+    ap.add_argument("--stats")
+    a, rest = ap.parse_known_args(argv)
+    spec = f"minimal,bzimage={a.kernel},vmlinux={a.kernel},initrd={a.initrd},acpi=off,cpus={a.cpus}"
+    boot_formats(rest + ["--flavour", spec, "--timeout", str(a.timeout), "--formats", "bzImage"],
+                 prog="guest_run.py smp-flake")
+    out = rest[rest.index("--out") + 1]
+    text = flake_stats(out)
+    print(text, end="")
+    if a.stats:
+        with open(a.stats, "w") as f:
+            f.write(text)
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "boot-formats":
         return boot_formats(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == "smp-flake":
+        return smp_flake(sys.argv[2:])
+    if len(sys.argv) > 2 and sys.argv[1] == "flake-stats":
+        return print(flake_stats(sys.argv[2]), end="")
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["boot", "blk"])
     ap.add_argument("--minivmm", required=True)
