@@ -8,6 +8,7 @@
 // ignored so that a closed stdout only loses guest output. The vCPU kick signal has an empty
 // handler.
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -19,7 +20,6 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
-#include <filesystem>
 
 #include "vmm/config.h"
 #include "vmm/exit_status.h"
@@ -99,8 +99,11 @@ int run(int argc, char** argv, std::chrono::steady_clock::time_point start) {
   confinement.user = config.user;
   for (const auto& port : config.ports) {
     if (port.socket.empty()) continue;
-    const std::string dir = std::filesystem::path(port.socket).parent_path().string();
-    confinement.removable_dirs.push_back(dir.empty() ? "." : dir);
+    // The socket's directory (std::filesystem would cost the static binary 100s of KiB).
+    const size_t slash = port.socket.rfind('/');
+    confinement.removable_dirs.push_back(slash == std::string::npos ? "."
+                                         : slash == 0               ? "/"
+                                                                    : port.socket.substr(0, slash));
   }
   try {
     minivmm::vmm::init_confinement(confinement);
@@ -147,6 +150,9 @@ int run(int argc, char** argv, std::chrono::steady_clock::time_point start) {
 int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   minivmm::vmm::jail_at_start();
+  // One malloc arena for all threads: the device workers allocate little, and an arena of
+  // their own each cost ~50 KiB of resident memory (measured: 112 KiB for rng + console).
+  ::mallopt(M_ARENA_MAX, 1);
   try {
     return run(argc, argv, start);
   } catch (const std::bad_alloc&) {
