@@ -545,6 +545,7 @@ if selected durability; then
     next=0 lost=0 killed=0 acked_runs=0
     for ((k = 1; k <= kills; k++)); do
       klog="$run/durability-$mode-$k.console"
+      record progress "boot durability-$mode-$k $sel_last"
       "$vmm" --serial "file=$klog" "${dur_boot[@]}" --cpus 1 --memory 256M --rng off \
         --disk "path=$img$opt" --cmdline "$base_cmdline minivmm.scenario=durability minivmm.arg=$next" \
         </dev/null >"$run/durability-$mode-$k.vmm" 2>&1 &
