@@ -152,9 +152,10 @@ TEST_CASE("reset and re-activation 10^4 times with I/O in flight leak no fd, thr
   // The loop did I/O, and reset it midway: both happened, many times.
   INFO(driver.completed << " reads completed, " << driver.interrupted
                         << " cycles reset with reads not completed");
-  // How many resets catch reads in flight depends on speed (700 of 10^4 in the g++ build
-  // here, 14 under ASan); some must.
-  CHECK(driver.completed > 1000);
+  // How many reads complete before the reset, and how many resets catch reads in flight,
+  // depends on speed and load (g++ build, quiet: 75944 and 707; under ASan: 81498 and 14,
+  // or 584 and 10127 with the machine loaded): both must happen.
+  CHECK(driver.completed > 0);
   CHECK(driver.interrupted > 0);
   CHECK(count_entries("/proc/self/fd") == fds);
   CHECK(count_entries("/proc/self/task") == threads);
