@@ -24,6 +24,7 @@ cache="${MINIVMM_CACHE:-${HOME:-/root}/.cache/minivmm}/images"
 kernels=" ${BOOT_FORMAT_KERNELS:-cloud minimal} "
 
 source "$root/images/lib/common.sh"
+source "$here/lib/nested_sessions.sh"
 flavours=()
 env_lines=()
 if [[ $kernels == *" cloud "* ]]; then
@@ -55,32 +56,13 @@ disk="$("$root/images/build-disk.sh" --out "$work/disk.img")"
 (while :; do echo "$(date +%s) $(cat /proc/loadavg)"; sleep 15; done) >"$out/boot-formats.load" &
 sampler=$!
 trap 'kill "$sampler" 2>/dev/null || true; rm -rf "$work"' EXIT
-# --stage /dev/shm: the nested host's tmpfs (see guest_run.py). A nested host that dies
-# mid-run (README, "Known issues") ends the session: the boot under way is recorded as a
-# failure with the runner's words (every line it said, the last 6 of the host console it
-# shows), and a fresh session repeats the incomplete runs (at most
+# --stage /dev/shm: the nested host's tmpfs (see guest_run.py). A dying nested host ends a
+# session and a fresh one repeats the incomplete runs (bench/lib/nested_sessions.sh; at most
 # BOOT_FORMAT_SESSIONS sessions in all, default 3).
-sessions=0 rc=0
-max_sessions="${BOOT_FORMAT_SESSIONS:-3}"
-resume=()
-while ((sessions < max_sessions)); do
-  sessions=$((sessions + 1))
-  rc=0
-  MINIVMM_NESTED_QUIET=1 "$root/images/with-kvm.sh" /usr/bin/python3 "$here/guest_run.py" boot-formats \
-    --minivmm "$minivmm" --disk "$disk" "${flavours[@]}" --runs "$runs" \
-    --out "$work/boot-formats.tsv" --log "$work/boot-formats.log" \
-    --failures "$work/boot-formats.failures.txt" --stage /dev/shm \
-    --progress "$work/progress" "${extra[@]}" "${resume[@]}" 2>"$work/runner.err" || rc=$?
-  cat "$work/runner.err" >&2
-  [[ -f $work/progress ]] || break
-  {
-    echo "==== $(cat "$work/progress"): the nested host session ended during this boot (session $sessions, runner exit $rc); the runner said:"
-    grep -F '[run-in-nested-host.sh]' "$work/runner.err" || true
-    grep -E '^  \|' "$work/runner.err" | tail -n 6 || true
-  } >>"$work/boot-formats.failures.txt"
-  rm -f "$work/progress"
-  resume=(--resume)
-done
+nested_sessions boot-formats "${BOOT_FORMAT_SESSIONS:-3}" boot-formats \
+  --minivmm "$minivmm" --disk "$disk" "${flavours[@]}" --runs "$runs" \
+  --out "$work/boot-formats.tsv" --log "$work/boot-formats.log" \
+  --failures "$work/boot-formats.failures.txt" --stage /dev/shm "${extra[@]}"
 kill "$sampler" 2>/dev/null || true
 for f in boot-formats.tsv boot-formats.log boot-formats.failures.txt; do
   [[ -f $work/$f ]] && cp "$work/$f" "$out/$f"

@@ -16,6 +16,7 @@ out="$(mkdir -p "$1" && cd "$1" && pwd)"
 runs="${2:-100}"
 minivmm="${MINIVMM_BIN:-$root/build/rel/vmm/minivmm}"
 cache="${MINIVMM_CACHE:-${HOME:-/root}/.cache/minivmm}/images"
+source "$here/lib/nested_sessions.sh"
 kernel="$("$root/images/build-minimal-kernel.sh" | tail -n1)"
 initrd="$("$root/images/build-initramfs.sh" --modules "")"
 work="$cache/tmp/smp-flake-$$"
@@ -24,25 +25,10 @@ disk="$("$root/images/build-disk.sh" --out "$work/disk.img")"
 (while :; do echo "$(date +%s) $(cat /proc/loadavg)"; sleep 15; done) >"$out/smp-flake.load" &
 sampler=$!
 trap 'kill "$sampler" 2>/dev/null || true; rm -rf "$work"' EXIT
-sessions=0 rc=0 resume=()
-while ((sessions < ${SMP_FLAKE_SESSIONS:-3})); do
-  sessions=$((sessions + 1))
-  rc=0
-  MINIVMM_NESTED_QUIET=1 "$root/images/with-kvm.sh" /usr/bin/python3 "$here/guest_run.py" smp-flake \
-    --minivmm "$minivmm" --kernel "$kernel" --initrd "$initrd" --disk "$disk" \
-    --cpus "${SMP_FLAKE_CPUS:-2}" --runs "$runs" --out "$work/smp-flake.tsv" \
-    --log "$work/smp-flake.log" --failures "$work/smp-flake.failures.txt" --stage /dev/shm \
-    --progress "$work/progress" "${resume[@]}" 2>"$work/runner.err" || rc=$?
-  cat "$work/runner.err" >&2
-  [[ -f $work/progress ]] || break
-  {
-    echo "==== $(cat "$work/progress"): the nested host session ended during this boot (session $sessions, runner exit $rc); the runner said:"
-    grep -F '[run-in-nested-host.sh]' "$work/runner.err" || true
-    grep -E '^  \|' "$work/runner.err" | tail -n 6 || true
-  } >>"$work/smp-flake.failures.txt"
-  rm -f "$work/progress"
-  resume=(--resume)
-done
+nested_sessions smp-flake "${SMP_FLAKE_SESSIONS:-3}" smp-flake \
+  --minivmm "$minivmm" --kernel "$kernel" --initrd "$initrd" --disk "$disk" \
+  --cpus "${SMP_FLAKE_CPUS:-2}" --runs "$runs" --out "$work/smp-flake.tsv" \
+  --log "$work/smp-flake.log" --failures "$work/smp-flake.failures.txt" --stage /dev/shm
 kill "$sampler" 2>/dev/null || true
 for f in smp-flake.tsv smp-flake.log smp-flake.failures.txt; do
   [[ -f $work/$f ]] && cp "$work/$f" "$out/$f"
