@@ -18,8 +18,8 @@
 // install_seccomp_filter() on the thread that is to be confined.
 #pragma once
 
-#include <span>
 #include <string>
+#include <vector>
 
 namespace minivmm::vmm {
 
@@ -39,7 +39,7 @@ SeccompMode seccomp_mode();
 void install_seccomp_filter(const char* thread_class, int vcpu_fd = -1);
 
 // Every class that has a filter, for tests and --help.
-std::span<const char* const> seccomp_thread_classes();
+std::vector<const char*> seccomp_thread_classes();
 
 // "on", "log" or "off"; false for anything else.
 bool parse_seccomp_mode(const std::string& text, SeccompMode& mode);
