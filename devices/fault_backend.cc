@@ -194,14 +194,16 @@ Result<std::vector<DiskFault>, std::string> parse_disk_faults(std::string_view s
     }
     DiskFault f;
     const std::string_view what = parts[0];
+    // delayMS: MS, or above any allowed delay when it is not that.
+    const uint64_t delay_ms =
+        what.starts_with("delay") ? number(what.substr(5)).value_or(UINT64_MAX) : UINT64_MAX;
     if (what == "eio" || what == "enospc" || what == "efbig") {
       f.error = what == "eio" ? EIO : what == "enospc" ? ENOSPC : EFBIG;
     } else if (what == "short") {
       f.kind = DiskFault::Kind::kShort;
-    } else if (what.substr(0, 5) == "delay" && number(what.substr(5)) &&
-               *number(what.substr(5)) <= 10'000) {
+    } else if (delay_ms <= 10'000) {
       f.kind = DiskFault::Kind::kDelay;
-      f.delay_ms = static_cast<uint32_t>(*number(what.substr(5)));
+      f.delay_ms = static_cast<uint32_t>(delay_ms);
     } else {
       return std::string("fault '" + shown +
                          "': WHAT is eio, enospc, efbig, short or delayMS (MS at most 10000)");
