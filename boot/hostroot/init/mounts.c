@@ -6,7 +6,8 @@
  *   /etc /var    overlayfs (Documentation/filesystems/overlayfs.rst): the host's directory as
  *   /root /home  the lower layer, a tmpfs as the upper: writable, changes lost at power-off
  *   /tmp /run    fresh tmpfs (nothing of the host's runtime state, no host sockets)
- *   /proc /sys /dev (devtmpfs, with /dev/pts and /dev/shm): the guest's own
+ *   /proc /sys /dev (devtmpfs, with /dev/pts, /dev/shm and the /dev/fd, /dev/std* links):
+ *                the guest's own
  *
  * Without overlayfs (no `overlay` module and not built in) /root and /home become empty
  * tmpfs, /var/tmp and /var/log too, and /etc and the rest of /var stay read-only: a warning
@@ -47,6 +48,17 @@ void mount_early(struct Init* init) {
   /* EBUSY: CONFIG_DEVTMPFS_MOUNT does not cover an initramfs, but tolerate it. */
   if (mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755") != 0 && errno != EBUSY) {
     fatal(init, "mount -t devtmpfs devtmpfs /dev: %s", strerror(errno));
+  }
+  /* What udev and systemd add to devtmpfs: without them `tee /dev/stderr` would create a
+   * plain file. */
+  static const char* const kLinks[][2] = {{"/proc/self/fd", "/dev/fd"},
+                                          {"/proc/self/fd/0", "/dev/stdin"},
+                                          {"/proc/self/fd/1", "/dev/stdout"},
+                                          {"/proc/self/fd/2", "/dev/stderr"}};
+  for (size_t i = 0; i < sizeof kLinks / sizeof kLinks[0]; ++i) {
+    if (symlink(kLinks[i][0], kLinks[i][1]) != 0 && errno != EEXIST) {
+      say(init, "warning", "symlink %s: %s", kLinks[i][1], strerror(errno));
+    }
   }
 }
 

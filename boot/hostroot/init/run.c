@@ -175,7 +175,7 @@ int run_command(struct Init* init) {
   fcntl(out[0], F_SETFL, O_NONBLOCK);
   fcntl(err[0], F_SETFL, O_NONBLOCK);
   const int to_out = init->stdout_port >= 0 ? init->stdout_port : (init->console >= 0 ? init->console : 1);
-  const int to_err = init->stderr_port >= 0 ? init->stderr_port : to_out;
+  const int to_err = init->stderr_port >= 0 ? init->stderr_port : (init->console >= 0 ? init->console : 2);
   struct pollfd fds[3] = {{sfd, POLLIN, 0}, {out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
   int status = -1;
   /* Until the command has ended: relay, and reap every child (we are PID 1: orphans are
