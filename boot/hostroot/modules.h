@@ -30,7 +30,7 @@ Result<ModuleIndex> parse_modules_dep(std::string_view text);
 std::set<std::string> parse_modules_builtin(std::string_view text);
 
 struct ModuleRequest {
-  std::string name;  // either spelling: "pvpanic-mmio" or "pvpanic_mmio"
+  std::string_view name;  // either spelling: "pvpanic-mmio" or "pvpanic_mmio"
   bool required;     // an error when neither a module nor built in; else skipped
 };
 
