@@ -3,7 +3,7 @@
 # init under QEMU microvm (hostroot-qemu.sh), checked case by case:
 #   a command's stdout and stderr arrive apart and its status 0 or 3 comes back;
 #   a command killed by SIGKILL reports 137; a missing working directory 125 with one
-#   "minivmm-init: error:" line; the host's root is read-only, /etc is writable (overlay),
+#   "minivmm-init: error:" line on the console and on the stderr port; the host's root is read-only, /etc is writable (overlay),
 #   and nothing the guest writes reaches the host.
 # Skips (exit 77) without root, QEMU, virtiofsd or the cached Debian cloud kernel. QEMU runs
 # under /tmp/minivmm-nested.lock, as every QEMU run of the project does.
@@ -56,5 +56,7 @@ check "killed by SIGKILL: 128+9" 137 -- -- 'kill -9 $$'
 check "missing cwd: 125 and one error line" 125 \
   '^minivmm-init: error: cd /nonexistent-dir: No such file or directory$' \
   -- --cwd /nonexistent-dir -- 'echo never'
+grep -A1 -- '--- stderr' "$out" | grep -q '^minivmm-init: error: cd /nonexistent-dir' ||
+  { echo "FAIL: the init's error is not on the stderr port"; failures=$((failures + 1)); }
 [[ $failures == 0 ]] || { echo "$failures failure(s)"; exit 1; }
 echo "all host-root init checks passed"

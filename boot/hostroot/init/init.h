@@ -13,8 +13,9 @@
  *   /minivmm/modules/NAME    the module files
  *
  * Single-threaded; every function runs on PID 1 (or in its child before exec). Failures of
- * the init itself end in fatal(): one line "minivmm-init: error: ..." on the console, status
- * 125 on the exit port when there is one, power-off. PID 1 never returns from main (the kernel
+ * the init itself end in fatal(): one line "minivmm-init: error: ..." on the console (and on
+ * the stderr port once that is open), status 125 on the exit port when there is one,
+ * power-off. PID 1 never returns from main (the kernel
  * would panic). */
 #ifndef MINIVMM_HOSTROOT_INIT_H
 #define MINIVMM_HOSTROOT_INIT_H

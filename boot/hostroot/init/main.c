@@ -61,6 +61,11 @@ void say(struct Init* init, const char* level, const char* fmt, ...) {
   line[len++] = '\n';
   if (fd >= 0) write_all(fd, line, len);
   if (kmsg >= 0) close(kmsg);
+  /* Errors also go where the user reads the command's errors: minivmm's stderr, which may
+   * be all they see when the console goes to a log or nowhere. */
+  if (init->stderr_port >= 0 && strcmp(level, "error") == 0) {
+    write_all(init->stderr_port, line + (kmsg >= 0 ? 3 : 0), len - (kmsg >= 0 ? 3 : 0));
+  }
 }
 
 _Noreturn void power_off(struct Init* init) {
