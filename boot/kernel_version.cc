@@ -11,13 +11,15 @@ namespace minivmm::boot {
 namespace {
 
 constexpr uint16_t kMinVersionProtocol = 0x0200;  // kernel_version exists from 2.00 on
-constexpr size_t kMaxRelease = 64;                 // utsname's release has 65 bytes
+constexpr size_t kMaxRelease = 64;                // utsname's release has 65 bytes
 
-bool release_char(uint8_t c) { return c > 0x20 && c < 0x7f; }
+bool release_char(uint8_t c) {
+  return c > 0x20 && c < 0x7f;
+}
 
 // The release at `start`: up to the first space, NUL or the end; only printable characters.
 Result<KernelVersion> release_at(std::span<const uint8_t> bytes, size_t start,
-                               std::string_view what) {
+                                 std::string_view what) {
   size_t end = start;
   while (end < bytes.size() && release_char(bytes[end])) ++end;
   if (end == start) return Error{std::string(what) + ": the version string is empty"};
@@ -28,7 +30,8 @@ Result<KernelVersion> release_at(std::span<const uint8_t> bytes, size_t start,
   if (end < bytes.size() && bytes[end] != ' ' && bytes[end] != 0) {
     return Error{std::string(what) + ": the version string holds a non-printable byte"};
   }
-  return KernelVersion{std::string(reinterpret_cast<const char*>(bytes.data() + start), end - start)};
+  return KernelVersion{
+      std::string(reinterpret_cast<const char*>(bytes.data() + start), end - start)};
 }
 
 }  // namespace
@@ -79,7 +82,10 @@ Result<KernelVersion> vmlinux_kernel_version(std::span<const uint8_t> image) {
 }
 
 Result<KernelVersion> kernel_version(std::span<const uint8_t> image) {
-  if (image.size() >= 4 && std::memcmp(image.data(), "\x7f" "ELF", 4) == 0) {
+  if (image.size() >= 4 && std::memcmp(image.data(),
+                                       "\x7f"
+                                       "ELF",
+                                       4) == 0) {
     return vmlinux_kernel_version(image);
   }
   return bzimage_kernel_version(image);

@@ -29,13 +29,14 @@ Result<void> check_name(std::string_view name) {
 
 }  // namespace
 
-void CpioWriter::append_header(std::string_view name, uint32_t ino, uint32_t mode,
-                               uint32_t nlink, uint32_t size, uint32_t rdev_major,
-                               uint32_t rdev_minor) {
+void CpioWriter::append_header(std::string_view name, uint32_t ino, uint32_t mode, uint32_t nlink,
+                               uint32_t size, uint32_t rdev_major, uint32_t rdev_minor) {
   // buffer-format.rst: c_magic, then c_ino c_mode c_uid c_gid c_nlink c_mtime c_filesize
   // c_maj c_min c_rmaj c_rmin c_namesize c_chksum, each 8 hex digits.
-  const uint32_t fields[13] = {ino, mode, 0, 0, nlink, 0, size, 0, 0, rdev_major, rdev_minor,
-                               static_cast<uint32_t>(name.size() + 1), 0};
+  const uint32_t fields[13] = {
+      ino,  mode, 0, 0,          nlink,      0,
+      size, 0,    0, rdev_major, rdev_minor, static_cast<uint32_t>(name.size() + 1),
+      0};
   out_.insert(out_.end(), kCpioNewcMagic.begin(), kCpioNewcMagic.end());
   for (uint32_t field : fields) {
     char hex[9];

@@ -31,8 +31,7 @@ class CpioWriter {
   Result<void> add_directory(std::string_view name, uint32_t permissions = 0755);
   Result<void> add_file(std::string_view name, std::span<const uint8_t> data,
                         uint32_t permissions = 0644);
-  Result<void> add_file(std::string_view name, std::string_view text,
-                        uint32_t permissions = 0644);
+  Result<void> add_file(std::string_view name, std::string_view text, uint32_t permissions = 0644);
   Result<void> add_char_device(std::string_view name, uint32_t permissions, uint32_t major,
                                uint32_t minor);
   // Appends the trailer and hands over the archive; the writer starts over empty.

@@ -20,7 +20,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr size_t kMaxIndexFile = 64 << 20;   // modules.dep of a full kernel: ~1 MiB
+constexpr size_t kMaxIndexFile = 64 << 20;  // modules.dep of a full kernel: ~1 MiB
 constexpr size_t kMaxModuleFile = 256 << 20;
 constexpr size_t kMaxTagLength = 36;  // virtio 1.2 §5.11.4: tag[36]
 
@@ -171,8 +171,8 @@ Result<std::vector<uint8_t>> build_host_root_initramfs(const HostRootOptions& o)
         const std::string release = module_vermagic_release(*data);
         if (release != o.kernel_version) {
           return Error{"--modules: " + (o.module_tree / path).string() + " is for kernel " +
-                       (release.empty() ? std::string("(no vermagic)") : release) +
-                       ", not " + o.kernel_version + ": pass the kernel's own module tree"};
+                       (release.empty() ? std::string("(no vermagic)") : release) + ", not " +
+                       o.kernel_version + ": pass the kernel's own module tree"};
         }
       }
       if (ok = cpio.add_file("minivmm/modules/" + file, *data); !ok) return ok.error();
@@ -183,8 +183,8 @@ Result<std::vector<uint8_t>> build_host_root_initramfs(const HostRootOptions& o)
   return cpio.finish();
 }
 
-Result<fs::path> find_module_tree(std::string_view kernel_version,
-                                  const fs::path& modules_option, const fs::path& lib_modules) {
+Result<fs::path> find_module_tree(std::string_view kernel_version, const fs::path& modules_option,
+                                  const fs::path& lib_modules) {
   std::error_code ec;
   if (!modules_option.empty()) {
     if (!fs::is_directory(modules_option, ec)) {

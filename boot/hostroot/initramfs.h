@@ -36,12 +36,12 @@ inline constexpr ModuleRequest kHostRootModules[] = {
 };
 
 struct HostRootOptions {
-  std::string command;                 // run as /bin/sh -c COMMAND; not empty
-  std::string cwd = "/";               // the command's working directory, absolute
-  std::string tag{kHostRootTag};       // the virtio-fs tag (1-36 bytes)
+  std::string command;            // run as /bin/sh -c COMMAND; not empty
+  std::string cwd = "/";          // the command's working directory, absolute
+  std::string tag{kHostRootTag};  // the virtio-fs tag (1-36 bytes)
   std::string hostname = "minivmm";
-  uint32_t fs_wait_ms = 5000;          // how long the init waits for the virtio-fs device
-  std::vector<std::string> env;        // KEY=VALUE for the command, over the init's defaults
+  uint32_t fs_wait_ms = 5000;    // how long the init waits for the virtio-fs device
+  std::vector<std::string> env;  // KEY=VALUE for the command, over the init's defaults
   // The kernel's module tree (a /lib/modules/<release> directory, with modules.dep); empty:
   // pack no modules (a kernel with virtio-fs, virtio-mmio and virtio-console built in).
   std::filesystem::path module_tree;

@@ -95,8 +95,8 @@ Result<ModuleIndex> parse_modules_dep(std::string_view text) {
     const size_t colon = line.find(':');
     const std::string_view path = trim(line.substr(0, colon));
     if (colon == std::string_view::npos || path.empty()) {
-      error = "modules.dep line " + std::to_string(line_no) + ": not 'PATH: DEPS': " +
-              std::string(line.substr(0, 80));
+      error = "modules.dep line " + std::to_string(line_no) +
+              ": not 'PATH: DEPS': " + std::string(line.substr(0, 80));
       return false;
     }
     std::vector<std::string> deps;

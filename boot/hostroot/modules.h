@@ -17,7 +17,7 @@ namespace minivmm::boot {
 
 struct ModuleIndex {
   std::map<std::string, std::vector<std::string>> deps_by_path;  // each module's direct deps
-  std::map<std::string, std::string> path_by_name;                // "fuse" -> its path
+  std::map<std::string, std::string> path_by_name;               // "fuse" -> its path
 };
 
 // A module's name as the kernel knows it: the file name without .ko (.ko.xz, .ko.zst,
@@ -31,7 +31,7 @@ std::set<std::string> parse_modules_builtin(std::string_view text);
 
 struct ModuleRequest {
   std::string_view name;  // either spelling: "pvpanic-mmio" or "pvpanic_mmio"
-  bool required;     // an error when neither a module nor built in; else skipped
+  bool required;          // an error when neither a module nor built in; else skipped
 };
 
 // The module paths to load for `wanted`, each after every module it depends on (a

@@ -35,7 +35,8 @@ inline std::vector<CpioEntry> read_cpio(const std::vector<uint8_t>& a) {
   for (;;) {
     REQUIRE(at % 4 == 0);
     REQUIRE(at + 110 <= a.size());
-    REQUIRE(std::string(a.begin() + static_cast<long>(at), a.begin() + static_cast<long>(at) + 6) == "070701");
+    REQUIRE(std::string(a.begin() + static_cast<long>(at), a.begin() + static_cast<long>(at) + 6) ==
+            "070701");
     CpioEntry e{};
     uint32_t f[13];
     for (size_t i = 0; i < 13; ++i) f[i] = cpio_hex(a, at + 6 + 8 * i);

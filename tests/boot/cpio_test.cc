@@ -50,8 +50,20 @@ TEST_CASE("cpio newc: the first header's exact bytes", "[boot][hostroot][cpio]")
   const auto a = w.finish();
   const std::string head(a.begin(), a.begin() + 110);
   CHECK(head ==
-        "070701" "00000001" "000081A4" "00000000" "00000000" "00000001" "00000000"
-        "00000003" "00000000" "00000000" "00000000" "00000000" "00000003" "00000000");
+        "070701"      // c_magic
+        "00000001"    // c_ino
+        "000081A4"    // c_mode: regular file 0644
+        "00000000"    // c_uid
+        "00000000"    // c_gid
+        "00000001"    // c_nlink
+        "00000000"    // c_mtime
+        "00000003"    // c_filesize
+        "00000000"    // c_maj
+        "00000000"    // c_min
+        "00000000"    // c_rmaj
+        "00000000"    // c_rmin
+        "00000003"    // c_namesize: "ab" and its NUL
+        "00000000");  // c_chksum
   // 110 + "ab\0" = 113, padded to 116; data 3 bytes padded to 120; then the trailer.
   CHECK(std::string(a.begin() + 110, a.begin() + 113) == std::string("ab\0", 3));
   CHECK(std::string(a.begin() + 116, a.begin() + 119) == "xyz");

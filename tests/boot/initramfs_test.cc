@@ -1,7 +1,5 @@
 #include "boot/hostroot/initramfs.h"
 
-#include "boot/hostroot/cpio.h"
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +9,7 @@
 #include <fstream>
 #include <string>
 
+#include "boot/hostroot/cpio.h"
 #include "tests/boot/cpio_reader.h"
 
 using namespace minivmm::boot;
@@ -31,16 +30,18 @@ struct FakeTree {
     root = tmpl;
     tree = root / "lib/modules" / release;
     fs::create_directories(tree);
-    write("modules.dep",
-          "kernel/fs/fuse/fuse.ko:\n"
-          "kernel/fs/fuse/virtiofs.ko: kernel/drivers/virtio/virtio_ring.ko kernel/fs/fuse/fuse.ko\n"
-          "kernel/drivers/virtio/virtio_ring.ko:\n"
-          "kernel/drivers/char/virtio_console.ko: kernel/drivers/virtio/virtio_ring.ko\n"
-          "kernel/fs/overlayfs/overlay.ko:\n");
+    write(
+        "modules.dep",
+        "kernel/fs/fuse/fuse.ko:\n"
+        "kernel/fs/fuse/virtiofs.ko: kernel/drivers/virtio/virtio_ring.ko kernel/fs/fuse/fuse.ko\n"
+        "kernel/drivers/virtio/virtio_ring.ko:\n"
+        "kernel/drivers/char/virtio_console.ko: kernel/drivers/virtio/virtio_ring.ko\n"
+        "kernel/fs/overlayfs/overlay.ko:\n");
     write("modules.builtin", "kernel/drivers/virtio/virtio_mmio.ko\n");
-    for (const char* m : {"kernel/fs/fuse/fuse.ko", "kernel/fs/fuse/virtiofs.ko",
-                          "kernel/drivers/virtio/virtio_ring.ko",
-                          "kernel/drivers/char/virtio_console.ko", "kernel/fs/overlayfs/overlay.ko"}) {
+    for (const char* m :
+         {"kernel/fs/fuse/fuse.ko", "kernel/fs/fuse/virtiofs.ko",
+          "kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/char/virtio_console.ko",
+          "kernel/fs/overlayfs/overlay.ko"}) {
       module(m, release);
     }
   }
@@ -53,8 +54,10 @@ struct FakeTree {
     std::ofstream(tree / rel, std::ios::binary) << text;
   }
   void module(const std::string& rel, const std::string& release) {
-    write(rel, std::string("\x7f" "ELF....") + '\0' + "license=GPL" + '\0' + "vermagic=" +
-                   release + " SMP preempt mod_unload modversions " + '\0' + "name=" + rel);
+    write(rel, std::string("\x7f"
+                           "ELF....") +
+                   '\0' + "license=GPL" + '\0' + "vermagic=" + release +
+                   " SMP preempt mod_unload modversions " + '\0' + "name=" + rel);
   }
   fs::path tree;
 };
@@ -92,7 +95,10 @@ TEST_CASE("host-root initramfs: the layout the init reads", "[boot][hostroot][in
   const auto embedded = embedded_host_root_init();
   CHECK(init->data == std::vector<uint8_t>(embedded.begin(), embedded.end()));
   REQUIRE(embedded.size() > 4);
-  CHECK(std::memcmp(embedded.data(), "\x7f" "ELF", 4) == 0);
+  CHECK(std::memcmp(embedded.data(),
+                    "\x7f"
+                    "ELF",
+                    4) == 0);
   CHECK(find_entry(entries, "minivmm/exec")->text() == o.command);
   CHECK(find_entry(entries, "minivmm/config")->text() ==
         "tag=hostroot\ncwd=/work\nhostname=minivmm\nwait_ms=5000\nenv=TERM=dumb\nenv=A=b=c\n");
@@ -154,8 +160,9 @@ TEST_CASE("host-root initramfs: bad options and trees", "[boot][hostroot][initra
   CHECK(error(o) == "--modules: cannot open " + (t.tree / "kernel/fs/fuse/fuse.ko").string() +
                         ": No such file or directory");
   t.write("modules.dep", "kernel/fs/overlayfs/overlay.ko:\n");
-  CHECK(error(o) == t.tree.string() + ": the module tree has no module virtio_console (neither "
-                                      "in modules.dep nor in modules.builtin)");
+  CHECK(error(o) == t.tree.string() +
+                        ": the module tree has no module virtio_console (neither "
+                        "in modules.dep nor in modules.builtin)");
 }
 
 TEST_CASE("find_module_tree: --modules, /lib/modules/<release>, mismatches",
@@ -179,8 +186,8 @@ TEST_CASE("find_module_tree: --modules, /lib/modules/<release>, mismatches",
   CHECK(*found == lib / "6.1.0-Y");
   auto bad = find_module_tree("6.1.0-X", lib, lib);
   REQUIRE_FALSE(bad);
-  CHECK(bad.error() == "--modules: " + lib.string() +
-                           " has no modules.dep (not a module tree? run depmod)");
+  CHECK(bad.error() ==
+        "--modules: " + lib.string() + " has no modules.dep (not a module tree? run depmod)");
   bad = find_module_tree("6.1.0-X", t.root / "nope", lib);
   REQUIRE_FALSE(bad);
   CHECK(bad.error() == "--modules: " + (t.root / "nope").string() + " is not a directory");
@@ -190,8 +197,9 @@ TEST_CASE("host-root initramfs from the cached Debian kernel's module tree",
           "[boot][hostroot][initramfs][real]") {
   const char* cache = std::getenv("MINIVMM_CACHE");
   const char* home = std::getenv("HOME");
-  const fs::path cloud = (cache ? fs::path(cache) : fs::path(home ? home : "/root") / ".cache/minivmm") /
-                         "images/cloud/modules";
+  const fs::path cloud =
+      (cache ? fs::path(cache) : fs::path(home ? home : "/root") / ".cache/minivmm") /
+      "images/cloud/modules";
   std::error_code ec;
   if (!fs::exists(cloud / "modules.dep", ec)) {
     WARN("SKIPPED: no " << cloud.string() << " (images/fetch-kernel.sh cloud unpacks it)");

@@ -56,7 +56,8 @@ TEST_CASE("bzimage_kernel_version: malformed images", "[boot][kernel_version]") 
   image = with_version(std::string("6.1") + '\0');
   image[0x206] = 0xff, image[0x207] = 0x01;  // protocol 1.255
   CHECK(version_error(image) == "bzImage boot protocol 0x1ff has no kernel_version field");
-  CHECK(version_error(with_version("", 0)) == "bzImage: its kernel_version field is 0 (no version)");
+  CHECK(version_error(with_version("", 0)) ==
+        "bzImage: its kernel_version field is 0 (no version)");
   // FakeBzImage has 4 setup sectors: the setup code ends at 0xa00, so 0x800 + 0x200 is past it.
   CHECK(version_error(with_version("6.1", 0x800)) ==
         "bzImage: kernel_version 0x800 points past the setup sectors");
@@ -76,8 +77,11 @@ TEST_CASE("bzimage_kernel_version: malformed images", "[boot][kernel_version]") 
 }
 
 TEST_CASE("vmlinux_kernel_version: the banner", "[boot][kernel_version]") {
-  std::string elf = std::string("\x7f" "ELF") + std::string(100, '\0') +
-                    "Linux version %s junk" + '\0' +  // not followed by " (": skipped
+  std::string elf = std::string(
+                        "\x7f"
+                        "ELF") +
+                    std::string(100, '\0') + "Linux version %s junk" +
+                    '\0' +  // not followed by " (": skipped
                     "Linux version 6.1.0-57-amd64 (debian-kernel@lists.debian.org) (gcc)";
   std::vector<uint8_t> bytes(elf.begin(), elf.end());
   auto r = kernel_version(bytes);

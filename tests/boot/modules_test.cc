@@ -58,8 +58,11 @@ TEST_CASE("module_name: the kernel's spelling of a module file", "[boot][hostroo
 }
 
 TEST_CASE("module_load_order: dependencies first, each once", "[boot][hostroot][modules]") {
-  const auto got = order(kDep, {{"virtio_mmio", true}, {"virtio_console", true},
-                                {"virtiofs", true}, {"overlay", false}, {"pvpanic-mmio", false}});
+  const auto got = order(kDep, {{"virtio_mmio", true},
+                                {"virtio_console", true},
+                                {"virtiofs", true},
+                                {"overlay", false},
+                                {"pvpanic-mmio", false}});
   CHECK(got == std::vector<std::string>{"virtio", "virtio_ring", "virtio_mmio", "virtio_console",
                                         "fuse", "virtiofs", "overlay", "pvpanic", "pvpanic_mmio"});
 }
@@ -76,8 +79,8 @@ TEST_CASE("module_load_order: built-in modules are skipped", "[boot][hostroot][m
   CHECK(builtin.contains("virtio_mmio"));
   // virtiofs built in, though the test's modules.dep also names it: not packed. Its
   // dependencies then are not wanted either.
-  const auto got = order(kDep, {{"virtio_mmio", true}, {"virtiofs", true}, {"overlay", false}},
-                         builtin);
+  const auto got =
+      order(kDep, {{"virtio_mmio", true}, {"virtiofs", true}, {"overlay", false}}, builtin);
   CHECK(got == std::vector<std::string>{"overlay"});
 }
 

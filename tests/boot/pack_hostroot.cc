@@ -48,7 +48,8 @@ int main(int argc, char** argv) try {
   if (!kernel.empty()) {
     auto release = kernel_version(slurp(kernel));
     if (!release) {
-      std::fprintf(stderr, "pack-hostroot: error: %s: %s\n", kernel.c_str(), release.error().c_str());
+      std::fprintf(stderr, "pack-hostroot: error: %s: %s\n", kernel.c_str(),
+                   release.error().c_str());
       return 1;
     }
     options.kernel_version = release->release;
@@ -81,8 +82,7 @@ int main(int argc, char** argv) try {
     return 1;
   }
   std::fprintf(stderr, "pack-hostroot: %s: %zu bytes%s%s\n", out.c_str(), archive->size(),
-               options.kernel_version.empty() ? "" : ", kernel ",
-               options.kernel_version.c_str());
+               options.kernel_version.empty() ? "" : ", kernel ", options.kernel_version.c_str());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "pack-hostroot: error: %s\n", e.what());

@@ -28,21 +28,21 @@
 #define INIT_FAILURE_STATUS 125
 
 struct InitConfig {
-  char tag[64];        /* virtio-fs tag of the host's root (virtio 1.2 §5.11.4: 36 bytes) */
-  char cwd[4096];      /* the command's working directory */
-  char hostname[65];   /* the guest's host name */
-  long wait_ms;        /* how long to wait for the virtio-fs device */
+  char tag[64];      /* virtio-fs tag of the host's root (virtio 1.2 §5.11.4: 36 bytes) */
+  char cwd[4096];    /* the command's working directory */
+  char hostname[65]; /* the guest's host name */
+  long wait_ms;      /* how long to wait for the virtio-fs device */
   char* env[INIT_MAX_ENV + 1]; /* KEY=VALUE for the command, on top of the defaults */
   size_t env_count;
 };
 
 struct Init {
-  int console;      /* where the init's own lines go; -1: /dev/kmsg */
-  int stdout_port;  /* the virtio-console ports, -1 when absent */
+  int console;     /* where the init's own lines go; -1: /dev/kmsg */
+  int stdout_port; /* the virtio-console ports, -1 when absent */
   int stderr_port;
   int exit_port;
   struct InitConfig config;
-  char* command;    /* /minivmm/exec */
+  char* command; /* /minivmm/exec */
 };
 
 /* main.c: the init's own lines. */
@@ -56,13 +56,13 @@ long now_ms(void);
 void sleep_ms(long ms);
 
 /* mounts.c: the guest's root. */
-void mount_early(struct Init* init);                     /* /proc /sys /dev of the initramfs */
-void mount_host_root(struct Init* init);                 /* virtio-fs + writable places */
-void switch_root(struct Init* init);                     /* chroot into it */
+void mount_early(struct Init* init);     /* /proc /sys /dev of the initramfs */
+void mount_host_root(struct Init* init); /* virtio-fs + writable places */
+void switch_root(struct Init* init);     /* chroot into it */
 
 /* run.c: the ports and the command. */
 void open_ports(struct Init* init);
-int run_command(struct Init* init);                      /* returns the exit status 0-255 */
+int run_command(struct Init* init); /* returns the exit status 0-255 */
 void report_status(struct Init* init, int status);
 
 #endif

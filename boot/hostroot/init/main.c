@@ -127,7 +127,8 @@ void sleep_ms(long ms) {
 
 static void copy_value(struct Init* init, char* dst, size_t cap, const char* key,
                        const char* value) {
-  if (strlen(value) >= cap) fatal(init, "%s: %s is longer than %zu bytes", kConfigPath, key, cap - 1);
+  if (strlen(value) >= cap)
+    fatal(init, "%s: %s is longer than %zu bytes", kConfigPath, key, cap - 1);
   strcpy(dst, value);
 }
 
@@ -160,8 +161,10 @@ static void read_config(struct Init* init) {
         fatal(init, "%s: wait_ms is not a number of milliseconds: %s", kConfigPath, value);
       }
     } else if (strcmp(line, "env") == 0) {
-      if (c->env_count == INIT_MAX_ENV) fatal(init, "%s: more than %d env lines", kConfigPath, INIT_MAX_ENV);
-      if (strchr(value, '=') == NULL) fatal(init, "%s: env is not KEY=VALUE: %s", kConfigPath, value);
+      if (c->env_count == INIT_MAX_ENV)
+        fatal(init, "%s: more than %d env lines", kConfigPath, INIT_MAX_ENV);
+      if (strchr(value, '=') == NULL)
+        fatal(init, "%s: env is not KEY=VALUE: %s", kConfigPath, value);
       c->env[c->env_count++] = (char*)value; /* points into `text`, kept for the run */
     } else {
       fatal(init, "%s: unknown key '%s'", kConfigPath, line);
@@ -191,8 +194,8 @@ static void load_modules(struct Init* init) {
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) fatal(init, "cannot open module %s: %s", path, strerror(errno));
-    const int compressed = ends_with(name, ".ko.xz") || ends_with(name, ".ko.zst") ||
-                           ends_with(name, ".ko.gz");
+    const int compressed =
+        ends_with(name, ".ko.xz") || ends_with(name, ".ko.zst") || ends_with(name, ".ko.gz");
     const int flags = compressed ? MODULE_INIT_COMPRESSED_FILE : 0;
     if (syscall(SYS_finit_module, fd, "", flags) != 0 && errno != EEXIST) {
       const int err = errno;
@@ -206,7 +209,9 @@ static void load_modules(struct Init* init) {
   free(list);
 }
 
-static int fd_is_open(int fd) { return fcntl(fd, F_GETFD) >= 0; }
+static int fd_is_open(int fd) {
+  return fcntl(fd, F_GETFD) >= 0;
+}
 
 /* The kernel opens /dev/console as fds 0-2 before starting us, if it can: with console=ttyS0
  * it can; with console=hvc0 the console driver is one of our modules, so it cannot yet. */
@@ -235,7 +240,8 @@ int main(void) {
   umask(022);
   if (getpid() != 1) {
     /* Mounting over / and powering off are only for a VM: refuse on a host by mistake. */
-    fprintf(stderr, "minivmm-init: error: not PID 1; this is the init of minivmm's host-root guest\n");
+    fprintf(stderr,
+            "minivmm-init: error: not PID 1; this is the init of minivmm's host-root guest\n");
     return INIT_FAILURE_STATUS;
   }
   open_console(&init, 0);

@@ -85,8 +85,10 @@ static void mount_virtiofs(struct Init* init) {
     if (mount(c->tag, kNewRoot, "virtiofs", MS_RDONLY, NULL) == 0) return;
     const int err = errno;
     if (err == ENODEV) {
-      fatal(init, "mount -t virtiofs %s %s: the kernel has no virtiofs file system (module "
-            "virtiofs not loaded?)", c->tag, kNewRoot);
+      fatal(init,
+            "mount -t virtiofs %s %s: the kernel has no virtiofs file system (module "
+            "virtiofs not loaded?)",
+            c->tag, kNewRoot);
     }
     if (now_ms() >= deadline) {
       fatal(init, "mount -t virtiofs %s %s: %s (no virtio-fs device with tag '%s' after %ld ms)",
@@ -143,7 +145,8 @@ void mount_host_root(struct Init* init) {
     make_dir(init, kOverlayBase, 0755);
     do_mount(init, "tmpfs", kOverlayBase, "tmpfs", 0, "mode=0755");
   } else {
-    say(init, "warning", "no overlay file system: /etc and /var stay read-only, /root and "
+    say(init, "warning",
+        "no overlay file system: /etc and /var stay read-only, /root and "
         "/home are empty tmpfs");
   }
   static const char* const kOverlaid[] = {"etc", "var", "root", "home"};

@@ -66,9 +66,12 @@ void open_ports(struct Init* init) {
     }
     sleep_ms(20);
   }
-  if (init->exit_port < 0) say(init, "warning", "no port minivmm.exit: the status goes to the console");
-  if (init->stdout_port < 0) say(init, "warning", "no port minivmm.stdout: stdout goes to the console");
-  if (init->stderr_port < 0) say(init, "warning", "no port minivmm.stderr: stderr goes to the console");
+  if (init->exit_port < 0)
+    say(init, "warning", "no port minivmm.exit: the status goes to the console");
+  if (init->stdout_port < 0)
+    say(init, "warning", "no port minivmm.stdout: stdout goes to the console");
+  if (init->stderr_port < 0)
+    say(init, "warning", "no port minivmm.stderr: stderr goes to the console");
 }
 
 void report_status(struct Init* init, int status) {
@@ -86,7 +89,8 @@ void report_status(struct Init* init, int status) {
 /* Best effort: a host name and a loopback interface, which many programs expect. */
 static void set_up_system(struct Init* init) {
   const char* name = init->config.hostname;
-  if (sethostname(name, strlen(name)) != 0) say(init, "warning", "sethostname: %s", strerror(errno));
+  if (sethostname(name, strlen(name)) != 0)
+    say(init, "warning", "sethostname: %s", strerror(errno));
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (s < 0) return;
   struct ifreq ifr;
@@ -174,8 +178,10 @@ int run_command(struct Init* init) {
   close(err[1]);
   fcntl(out[0], F_SETFL, O_NONBLOCK);
   fcntl(err[0], F_SETFL, O_NONBLOCK);
-  const int to_out = init->stdout_port >= 0 ? init->stdout_port : (init->console >= 0 ? init->console : 1);
-  const int to_err = init->stderr_port >= 0 ? init->stderr_port : (init->console >= 0 ? init->console : 2);
+  const int to_out =
+      init->stdout_port >= 0 ? init->stdout_port : (init->console >= 0 ? init->console : 1);
+  const int to_err =
+      init->stderr_port >= 0 ? init->stderr_port : (init->console >= 0 ? init->console : 2);
   struct pollfd fds[3] = {{sfd, POLLIN, 0}, {out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
   int status = -1;
   /* Until the command has ended: relay, and reap every child (we are PID 1: orphans are
