@@ -125,6 +125,32 @@ TEST_CASE("host-root initramfs: no module tree, another init", "[boot][hostroot]
   CHECK(find_entry(entries, "minivmm/modules.load") == nullptr);
 }
 
+TEST_CASE("host-root initramfs: compressed modules are packed as they are",
+          "[boot][hostroot][initramfs]") {
+  // The init loads them with finit_module's MODULE_INIT_COMPRESSED_FILE (the kernel
+  // decompresses: CONFIG_MODULE_DECOMPRESS); their vermagic cannot be read here.
+  FakeTree t;
+  t.write("modules.dep",
+          "kernel/fs/fuse/fuse.ko.xz:\n"
+          "kernel/fs/fuse/virtiofs.ko.zst: kernel/fs/fuse/fuse.ko.xz\n"
+          "kernel/drivers/char/virtio_console.ko:\n");
+  t.write("kernel/fs/fuse/fuse.ko.xz",
+          "\xfd"
+          "7zXZ compressed");
+  t.write("kernel/fs/fuse/virtiofs.ko.zst", "\x28\xb5\x2f\xfd compressed");
+  HostRootOptions o;
+  o.command = "true";
+  o.module_tree = t.tree;
+  o.kernel_version = "6.1.0-test";
+  const auto entries = unpack(o);
+  CHECK(find_entry(entries, "minivmm/modules.load")->text() ==
+        "virtio_console.ko\nfuse.ko.xz\nvirtiofs.ko.zst\n");
+  REQUIRE(find_entry(entries, "minivmm/modules/fuse.ko.xz"));
+  CHECK(find_entry(entries, "minivmm/modules/fuse.ko.xz")->text() ==
+        "\xfd"
+        "7zXZ compressed");
+}
+
 TEST_CASE("host-root initramfs: bad options and trees", "[boot][hostroot][initramfs]") {
   auto error = [](const HostRootOptions& o) {
     auto r = build_host_root_initramfs(o);
