@@ -155,7 +155,8 @@ SubOptions<FsConfig> fs_options() {
 // What --host-root --exec needs of the rest of the command line; the error line, if any.
 // Without an explicit --serial the kernel's console goes nowhere: stdout is the command's.
 std::optional<std::string> check_host_root(bool host_root, const std::optional<std::string>& exec,
-                                           VmConfig& config, bool serial_given) {
+                                           VmConfig& config, bool serial_given,
+                                           bool cmdline_given) {
   if (!exec) return "--host-root: give the command to run there with --exec CMD";
   if (!host_root) return "--exec runs a command on the host's root: add --host-root";
   if (exec->empty()) return "--exec: the command must not be empty";
@@ -173,6 +174,9 @@ std::optional<std::string> check_host_root(bool host_root, const std::optional<s
     }
   }
   if (!serial_given) config.serial = SerialConfig{SerialMode::kNull, ""};
+  // Every byte of the kernel's log is a UART exit, even when it goes nowhere: the default
+  // command line is quiet here (--cmdline replaces it, as always).
+  if (!cmdline_given) config.cmdline = std::string(kDefaultCmdline) + " quiet";
   return std::nullopt;
 }
 
@@ -631,7 +635,8 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
     *out = on;
   }
   if (host_root || exec) {
-    if (auto bad = check_host_root(host_root, exec, config, app.count("--serial") > 0)) {
+    if (auto bad = check_host_root(host_root, exec, config, app.count("--serial") > 0,
+                                   app.count("--cmdline") > 0)) {
       return ParseExit{2, *bad};
     }
     if (!config.exit_port) {

@@ -208,6 +208,9 @@ TEST_CASE("host root mode (--host-root --exec): the command, and what it needs o
   REQUIRE(c.host_root.has_value());
   CHECK(*c.host_root == HostRootConfig{"uname -r", "", ""});
   CHECK(c.serial.mode == SerialMode::kNull);  // stdout is the command's
+  CHECK(c.cmdline == std::string(kDefaultCmdline) + " quiet");
+  CHECK(parse_ok({"--kernel", "k", "--host-root", "--exec", "x", "--cmdline", "console=hvc0"})
+            .cmdline == "console=hvc0");
   const VmConfig d = parse_ok({"--kernel", "k", "--host-root", "--exec", "ls", "--cwd", "/srv",
                                "--modules", "/m", "--serial", "file=/tmp/klog"});
   CHECK(*d.host_root == HostRootConfig{"ls", "/srv", "/m"});
