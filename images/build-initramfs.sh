@@ -9,7 +9,8 @@
 #   /lib/modules/<kver>/...         the modules below and their dependencies
 #   /lib/modules/load.list          load order (dependencies first, from modules.dep)
 #
-# Default modules: virtio_mmio virtio_blk ext4 virtio_rng virtio_console pvpanic-mmio
+# Default modules: virtio_mmio virtio_blk ext4 virtio_rng virtio_console pvpanic-mmio fuse
+# virtiofs
 # (built-in ones, e.g. ext4 in the cloud kernel, are skipped automatically).
 #
 # Output (path printed on stdout):
@@ -20,7 +21,7 @@ set -euo pipefail
 # shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
-modules="virtio_mmio virtio_blk ext4 virtio_rng virtio_console pvpanic-mmio"
+modules="virtio_mmio virtio_blk ext4 virtio_rng virtio_console pvpanic-mmio fuse virtiofs"
 out=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
