@@ -86,7 +86,7 @@ void VirtioWorker::serve_activation() {
   loop_->clear();
   try {
     if (hooks_.poller != nullptr) loop_->set_poller(hooks_.poller, hooks_.poll_budget);
-    for (uint16_t q = 0; q < ctx.queue_events.size(); ++q) {
+    for (uint16_t q = 0; hooks_.watch_queues && q < ctx.queue_events.size(); ++q) {
       const virtio::EventFd& event = ctx.queue_events[q];
       loop_->add(event.fd(), EventLoop::kIn, [this, &event, q](uint32_t) {
         event.consume();
@@ -106,7 +106,7 @@ void VirtioWorker::serve_activation() {
   }
   cv_.notify_all();
   try {
-    for (uint16_t q = 0; q < broken_.size(); ++q) {
+    for (uint16_t q = 0; hooks_.watch_queues && q < broken_.size(); ++q) {
       if (!broken_[q]) hooks_.on_queue(q);
     }
     loop_->run();

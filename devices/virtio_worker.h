@@ -49,8 +49,12 @@ class VirtioWorker {
  public:
   struct Hooks {
     std::function<void(EventLoop& loop)> on_start;  // may throw: start() fails with it
-    std::function<void(uint16_t queue)> on_queue;   // required
+    std::function<void(uint16_t queue)> on_queue;   // required when watch_queues
     std::function<void()> on_stop;
+    // false: the queues' events are not waited on and on_queue is never called -- another
+    // process (a vhost-user backend) reads the events and serves the rings; the worker only
+    // runs the device's own fds.
+    bool watch_queues = true;
     Poller* poller = nullptr;  // busy polling (EventLoop::set_poller), off when null
     std::chrono::microseconds poll_budget{0};
   };

@@ -21,6 +21,10 @@ struct MemoryRegion {
   uint64_t guest_base = 0;
   uint64_t size = 0;
   uint8_t* host = nullptr;
+  // Shared guest RAM (a memfd mapped MAP_SHARED, for vhost-user backends): the fd and the
+  // region's offset in it. -1 for private memory.
+  int fd = -1;
+  uint64_t fd_offset = 0;
 };
 
 class GuestMemory {

@@ -11,6 +11,7 @@
 
 #include "boot/layout.h"
 #include "devices/virtio_console.h"
+#include "devices/virtio_fs.h"
 #include "mmio/virtio_mmio.h"
 #include "vmm/suboptions.h"
 
@@ -120,7 +121,55 @@ SubOptions<PortConfig> port_options() {
       {{"path", "socket"}});
 }
 
+// The --fs keys.
+SubOptions<FsConfig> fs_options() {
+  return SubOptions<FsConfig>(
+      "--fs",
+      {
+          bind({.name = "tag",
+                .spec = StringSpec{.hint = "TAG",
+                                   .max_length = devices::VirtioFs::kTagSize,
+                                   .allow_empty = false},
+                .help = "the name the guest mounts: mount -t virtiofs TAG DIR",
+                .required = true},
+               &FsConfig::tag),
+          bind({.name = "path",
+                .spec = StringSpec{.hint = "DIR", .allow_empty = false},
+                .help = "host directory; minivmm runs virtiofsd for it (as root), exported "
+                        "nosuid,nodev"},
+               &FsConfig::path),
+          bind({.name = "socket",
+                .spec = StringSpec{.hint = "PATH", .allow_empty = false},
+                .help = "vhost-user socket of a virtiofsd you started (--socket-path=PATH)"},
+               &FsConfig::socket),
+          bind({.name = "readonly",
+                .spec = BoolSpec{},
+                .help = "with path=: the guest may not change the share",
+                .default_text = "off"},
+               &FsConfig::read_only),
+      },
+      {{"path", "socket"}});
+}
+
 }  // namespace
+
+ConfigResult<FsConfig> parse_fs(std::string_view text) {
+  auto fs = fs_options().parse(text);
+  if (!fs) return ConfigError{std::move(fs).error()};
+  if (fs->read_only && !fs->socket.empty()) {
+    return ConfigError{"--fs: readonly= goes with path=; a daemon you started (socket=) "
+                       "decides itself whether its share is read-only"};
+  }
+  return std::move(fs).value();
+}
+
+std::string fs_synopsis() {
+  return fs_options().synopsis();
+}
+
+std::string fs_help() {
+  return fs_options().help();
+}
 
 ConfigResult<uint64_t> parse_memory_size(std::string_view text) {
   const std::string bad = "invalid memory size " + quoted(text) +
@@ -322,6 +371,7 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
   std::string user;
   uint32_t timeout_s = 0;
   std::vector<std::string> ports;
+  std::vector<std::string> filesystems;
   bool no_acpi = false;
 
   CLI::App app{
@@ -365,6 +415,12 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
   app.add_option(
          "--port", ports,
          "Named virtio-console port, /dev/virtio-ports/NAME (repeatable): " + port_synopsis())
+      ->type_name("SPEC")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("--fs", filesystems,
+                 "Host directory shared over virtio-fs (repeatable): " + fs_synopsis() +
+                     ". The guest mounts it: mount -t virtiofs TAG DIR")
       ->type_name("SPEC")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
@@ -441,6 +497,9 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       "Port keys (--port, comma-separated):\n" +
       port_help() +
       "\n"
+      "Shared directory keys (--fs, comma-separated):\n" +
+      fs_help() +
+      "\n"
       "Exit status: 0 guest powered off or rebooted, 1 VMM or host error, 2 bad usage,\n"
       "3 guest crashed (triple fault), 4 host KVM cannot run the guest, 5 guest panicked,\n"
       "124 --timeout passed, 130/143 stopped by SIGINT/SIGTERM, 159 a minivmm thread made a\n"
@@ -504,6 +563,16 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       }
     }
     config.ports.push_back(std::move(port).value());
+  }
+  for (const std::string& spec : filesystems) {
+    auto fs = parse_fs(spec);
+    if (!fs) return ParseExit{2, fs.error().message};
+    for (const FsConfig& other : config.filesystems) {
+      if (other.tag == fs->tag) {
+        return ParseExit{2, "--fs: tag=" + fs->tag + " is given more than once"};
+      }
+    }
+    config.filesystems.push_back(std::move(fs).value());
   }
   // on|off options, checked here so that --help shows "on|off" and nothing else; a TOML
   // --config file may say true / false.

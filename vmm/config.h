@@ -42,6 +42,17 @@ struct PortConfig {
   bool operator==(const PortConfig&) const = default;
 };
 
+// A host directory shared with the guest over virtio-fs (--fs): minivmm's own virtiofsd for
+// `path`, or a vhost-user daemon the user started, at `socket`. The guest mounts it with
+// `mount -t virtiofs TAG DIR`.
+struct FsConfig {
+  std::string tag;
+  std::string path;      // path=DIR: minivmm starts virtiofsd for it
+  std::string socket;    // socket=PATH: connect to a running daemon
+  bool read_only = false;  // readonly=on (path= only)
+  bool operator==(const FsConfig&) const = default;
+};
+
 // The exit port (--debug-exit): minivmm's formula at 0xf4 by default, QEMU's at 0x501.
 struct DebugExitConfig {
   bool enabled = true;
@@ -72,6 +83,7 @@ struct VmConfig {
   SerialConfig serial;
   std::optional<SerialConfig> console;  // virtio-console port 0 (hvc0); nullopt: --console off
   std::vector<PortConfig> ports;        // virtio-console named ports, ids 1..N
+  std::vector<FsConfig> filesystems;    // --fs shares, in order
   bool exit_port = true;                // the minivmm.exit port for the guest's status
   bool pvpanic = true;                  // QEMU's pvpanic device at 0x505 (--pvpanic)
   bool acpi = true;
@@ -115,6 +127,10 @@ ConfigResult<DebugExitConfig> parse_debug_exit(std::string_view text);
 ConfigResult<PortConfig> parse_port(std::string_view text);
 std::string port_synopsis();
 std::string port_help();
+// "tag=TAG,path=DIR[,readonly=on]" or "tag=TAG,socket=PATH" (fs_synopsis()).
+ConfigResult<FsConfig> parse_fs(std::string_view text);
+std::string fs_synopsis();
+std::string fs_help();
 
 // What the command line asks for: run a VM, or exit now with `status` after printing
 // `output` (help text, to stdout) or an error line (to stderr).

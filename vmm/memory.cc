@@ -1,6 +1,8 @@
 #include "vmm/memory.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -29,7 +31,21 @@ void* map_aligned(uint64_t size, uint64_t align) {
 
 }  // namespace
 
-GuestRam::GuestRam(uint64_t size) : size_(size) {
+GuestRam::GuestRam(uint64_t size, Backing backing) : size_(size) {
+  auto fail = [this, size](const char* what, int err) {
+    for (const auto& m : mappings_) ::munmap(m.host, m.size);
+    if (memfd_ >= 0) ::close(memfd_);
+    throw KvmError("cannot allocate " + std::to_string(size >> 20) + " MiB of " + what +
+                   " guest memory: " + std::strerror(err));
+  };
+  if (backing == Backing::kShared) {
+    memfd_ = ::memfd_create("minivmm-guest-ram", MFD_CLOEXEC);
+    if (memfd_ < 0) fail("shared", errno);
+    // Pages are allocated when first touched, as with private memory (no fallocate: that
+    // would commit all of guest RAM at start, as QEMU's memfd backend does not either).
+    if (::ftruncate(memfd_, static_cast<off_t>(size)) != 0) fail("shared", errno);
+  }
+  uint64_t fd_offset = 0;
   for (const boot::RamRegion& r : boot::ram_regions(size)) {
     // No MAP_NORESERVE: the host's overcommit policy decides whether this much memory is
     // available now, so an impossible --memory fails here with a clear message instead of the
@@ -40,24 +56,27 @@ GuestRam::GuestRam(uint64_t size) : size_(size) {
     // guest page costs its own nested page fault, which dominated Linux boot time in the
     // nested KVM host (bench/RESULTS.md, section 3).
     void* host = map_aligned(r.size, kHugePageSize);
-    if (host == MAP_FAILED) {
+    if (host == MAP_FAILED) fail(backing == Backing::kShared ? "shared" : "private", errno);
+    if (memfd_ >= 0 && ::mmap(host, r.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+                              memfd_, static_cast<off_t>(fd_offset)) == MAP_FAILED) {
       const int err = errno;
-      for (const auto& m : mappings_) ::munmap(m.host, m.size);
-      throw KvmError("cannot allocate " + std::to_string(size >> 20) +
-                     " MiB of guest memory: " + std::strerror(err));
+      ::munmap(host, r.size);
+      fail("shared", err);
     }
     ::madvise(host, r.size, MADV_HUGEPAGE);   // best effort: THP may be "madvise" only
     ::madvise(host, r.size, MADV_MERGEABLE);  // best effort
     // The guest's memory is the guest's: never in a core dump of minivmm (the jail turns
     // core dumps off too, but an operator may turn them back on to debug the VMM).
     ::madvise(host, r.size, MADV_DONTDUMP);
-    mappings_.push_back({r.guest_addr, r.size, static_cast<uint8_t*>(host)});
+    mappings_.push_back({r.guest_addr, r.size, static_cast<uint8_t*>(host), memfd_, fd_offset});
+    fd_offset += r.size;
   }
   memory_ = virtio::GuestMemory(mappings_);
 }
 
 GuestRam::~GuestRam() {
   for (const auto& m : mappings_) ::munmap(m.host, m.size);
+  if (memfd_ >= 0) ::close(memfd_);
 }
 
 void GuestRam::register_with(const VmFd& vm) const {

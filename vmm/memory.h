@@ -20,9 +20,14 @@ class GuestRam {
   // Every region's host mapping starts on this boundary (see the constructor).
   static constexpr uint64_t kHugePageSize = uint64_t{2} << 20;
 
+  // How guest RAM is backed: private anonymous memory (transparent huge pages where the
+  // host has them), or one memfd mapped MAP_SHARED that vhost-user backends map too (no
+  // THP with shmem_enabled=never, DESIGN.md): only when a vhost-user device exists.
+  enum class Backing { kPrivate, kShared };
+
   // Maps `size` bytes (a multiple of 4 KiB). Throws KvmError with a one-line message when the
   // host cannot provide that much memory.
-  explicit GuestRam(uint64_t size);
+  explicit GuestRam(uint64_t size, Backing backing = Backing::kPrivate);
   ~GuestRam();
   GuestRam(const GuestRam&) = delete;
   GuestRam& operator=(const GuestRam&) = delete;
@@ -38,6 +43,7 @@ class GuestRam {
 
  private:
   uint64_t size_;
+  int memfd_ = -1;  // kShared: the file all regions map, at their offsets in guest order
   std::vector<virtio::MemoryRegion> mappings_;
   virtio::GuestMemory memory_;
 };

@@ -211,6 +211,12 @@ void allow_main(Filter& f, int) {
     f.allow(nr);
   }
   f.allow(SCMP_SYS(flock), {arg(1, SCMP_CMP_EQ, LOCK_UN)});  // disk images, at exit
+  // minivmm's virtiofsd processes: reaped when they end, stopped at exit (SIGTERM, then
+  // SIGKILL if they linger) through their pidfds, so that no pid can be reused under us.
+  f.allow(SCMP_SYS(waitid));
+  for (int sig : {SIGTERM, SIGKILL}) {
+    f.allow(SCMP_SYS(pidfd_send_signal), {arg(1, SCMP_CMP_EQ, static_cast<scmp_datum_t>(sig))});
+  }
   for (int cmd : {F_GETFL, F_SETFL}) {
     f.allow(SCMP_SYS(fcntl), {arg(1, SCMP_CMP_EQ, static_cast<scmp_datum_t>(cmd))});
   }
@@ -240,6 +246,14 @@ void allow_console(Filter& f, int) {
   for (int nr : {SCMP_SYS(accept4), SCMP_SYS(recvfrom), SCMP_SYS(sendto)}) f.allow(nr);
 }
 
+void allow_vhost(Filter& f, int) {
+  // vhost-user messages (fds attached) to and from the backend, each reply awaited with a
+  // deadline.
+  for (int nr : {SCMP_SYS(sendmsg), SCMP_SYS(recvmsg), SCMP_SYS(poll), SCMP_SYS(ppoll)}) {
+    f.allow(nr);
+  }
+}
+
 // The classes: a new kind of thread comes with its row here, and the probe table
 // (tests/vmm/seccomp_test.cc) covers every row.
 struct ClassFilter {
@@ -250,7 +264,8 @@ constexpr ClassFilter kClassFilters[] = {{"main", allow_main},
                                          {"vcpu", allow_vcpu},
                                          {"blk", allow_blk},
                                          {"rng", allow_rng},
-                                         {"console", allow_console}};
+                                         {"console", allow_console},
+                                         {"vhost", allow_vhost}};
 
 void allow_class(Filter& f, std::string_view thread_class, int vcpu_fd) {
   for (const ClassFilter& c : kClassFilters) {

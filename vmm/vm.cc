@@ -1,6 +1,7 @@
 #include "vmm/vm.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/ioctl.h>
@@ -8,6 +9,8 @@
 #include <sys/stat.h>
 #include <sys/sysinfo.h>
 #include <sys/timerfd.h>
+#include <sys/un.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -183,9 +186,13 @@ void Vm::read_images(const VmConfig& config) {
 void Vm::create_virtio_devices(const VmConfig& config) {
   // Every device takes a window; disks first, so that they are vda, vdb, ... in order.
   const bool console = config.console || !config.ports.empty() || config.exit_port;
-  const size_t wanted = config.disks.size() + (config.rng ? 1 : 0) + (console ? 1 : 0);
+  const size_t wanted = config.disks.size() + config.filesystems.size() + (config.rng ? 1 : 0) +
+                        (console ? 1 : 0);
   if (wanted > boot::kMaxVirtioMmioDevices) {
     std::string others;
+    if (!config.filesystems.empty()) {
+      others += ", " + std::to_string(config.filesystems.size()) + " shared directories (--fs)";
+    }
     if (config.rng) others += ", the rng (--rng off leaves it out)";
     if (console) {
       others += ", the console (";
@@ -201,6 +208,7 @@ void Vm::create_virtio_devices(const VmConfig& config) {
                   kExitUsage);
   }
   open_disks(config);
+  create_filesystems(config);
   if (config.rng) add_virtio_device("rng", std::make_shared<devices::VirtioRng>());
   if (console) create_console(config);
 }
@@ -272,6 +280,67 @@ void Vm::create_console(const VmConfig& config) {
   }
   if (on_stdio) stdin_sink_ = console.get();
   add_virtio_device("console", std::move(console));
+}
+
+void Vm::create_filesystems(const VmConfig& config) {
+  for (const FsConfig& fs : config.filesystems) {
+    FsShare share{"virtio-fs tag=" + fs.tag, std::nullopt, nullptr};
+    UniqueFd socket;
+    if (!fs.path.empty()) {
+      auto started = devices::Virtiofsd::start(fs.tag, fs.path, fs.read_only);
+      if (!started) throw VmError(started.error(), kExitVmmError);
+      share.daemon.emplace(std::move(started->daemon));
+      socket = std::move(started->socket);
+      spdlog::debug("{}: virtiofsd pid {} for {}{}", share.name, share.daemon->pid(), fs.path,
+                    fs.read_only ? " (read-only)" : "");
+    } else {
+      socket = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      sockaddr_un addr{};
+      addr.sun_family = AF_UNIX;
+      if (fs.socket.size() >= sizeof(addr.sun_path)) {
+        throw VmError("--fs tag=" + fs.tag + ": socket=" + fs.socket + " is too long a path",
+                      kExitUsage);
+      }
+      std::memcpy(addr.sun_path, fs.socket.data(), fs.socket.size());
+      if (!socket.valid() ||
+          ::connect(socket.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+        throw VmError("--fs tag=" + fs.tag + ": cannot connect to the vhost-user socket " +
+                          fs.socket + ": " + std::strerror(errno),
+                      kExitVmmError);
+      }
+    }
+    devices::VirtioFs::Options options{fs.tag, share.name, share.daemon.has_value()};
+    try {
+      share.device = std::make_shared<devices::VirtioFs>(std::move(options), std::move(socket));
+    } catch (const std::exception& e) {
+      std::string why = e.what();
+      if (share.daemon) {
+        // A daemon that failed at start said why on stderr; it has exited, or is about to.
+        pollfd p{share.daemon->exit_fd(), POLLIN, 0};
+        ::poll(&p, 1, 1000);
+        if (auto how = share.daemon->reap()) why += " (virtiofsd " + *how + ": see its messages)";
+      }
+      throw VmError("--fs tag=" + fs.tag + ": " + why, kExitVmmError);
+    }
+    add_virtio_device(share.name, share.device);
+    shares_.push_back(std::move(share));
+  }
+}
+
+// A daemon of ours that ends while the VM runs: one line, and its device stops.
+void Vm::watch_daemons(devices::EventLoop& loop) {
+  for (FsShare& share : shares_) {
+    if (!share.daemon) continue;
+    const int fd = share.daemon->exit_fd();
+    loop.add(fd, devices::EventLoop::kIn, [&loop, &share, fd](uint32_t) {
+      loop.remove(fd);
+      const std::string how = share.daemon->reap().value_or("ended");
+      share.device->backend_gone();
+      spdlog::warn("{}: virtiofsd (pid {}) {}; the share is gone, its device needs a reset "
+                   "(the VM goes on)",
+                   share.name, share.daemon->pid(), how);
+    });
+  }
 }
 
 void Vm::add_virtio_device(std::string name, std::shared_ptr<virtio::VirtioDevice> device) {
@@ -351,7 +420,9 @@ void Vm::setup_memory_and_boot(const VmConfig& config) {
     }
   }
   try {
-    ram_ = std::make_unique<GuestRam>(config.memory);
+    // vhost-user backends map guest RAM themselves: a memfd then, private memory otherwise.
+    ram_ = std::make_unique<GuestRam>(config.memory, shares_.empty() ? GuestRam::Backing::kPrivate
+                                                                      : GuestRam::Backing::kShared);
   } catch (const KvmError& e) {
     throw VmError(e.what(), kExitVmmError);
   }
@@ -532,6 +603,7 @@ void Vm::wait_for_stop(int signal_fd) {
     loop.add(signal_fd, EventLoop::kIn, [this, signal_fd](uint32_t) { on_signal(signal_fd); });
   }
   for (auto& out : outputs_) watch_output(loop, *out);
+  watch_daemons(loop);
   update_console_size();
   UniqueFd timer;
   if (timeout_s_) {
@@ -708,6 +780,10 @@ void Vm::detach_virtio_devices() {
     if (v.transport) v.transport->reset();
     // What the guest wrote is durable before we report that the VM is done.
     v.device->sync_to_host();
+  }
+  // The shares' rings are stopped: their daemons may go (each waited for in ~FsShare).
+  for (FsShare& share : shares_) {
+    if (share.daemon) share.daemon->terminate();
   }
 }
 

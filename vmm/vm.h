@@ -40,8 +40,10 @@
 #include "devices/pci_host.h"
 #include "devices/pvpanic.h"
 #include "devices/serial.h"
+#include "devices/virtiofsd.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
+#include "devices/virtio_fs.h"
 #include "devices/virtio_rng.h"
 #include "mmio/bus.h"
 #include "mmio/virtio_mmio.h"
@@ -86,6 +88,14 @@ class Vm {
 
  private:
   // One virtio device in its virtio-mmio window.
+  // A --fs share: its device and, for path=, minivmm's virtiofsd (destroyed after the
+  // device, whose socket closing is what ends the daemon).
+  struct FsShare {
+    std::string name;  // "virtio-fs tag=share"
+    std::optional<devices::Virtiofsd> daemon;
+    std::shared_ptr<devices::VirtioFs> device;
+  };
+
   struct VirtioSlot {
     std::string name;  // for log lines: "disk rootfs.img"
     std::shared_ptr<virtio::VirtioDevice> device;
@@ -98,6 +108,8 @@ class Vm {
   void create_virtio_devices(const VmConfig& config);
   void open_disks(const VmConfig& config);
   void create_console(const VmConfig& config);
+  void create_filesystems(const VmConfig& config);
+  void watch_daemons(devices::EventLoop& loop);
   // Where a console's output goes (null for SerialMode::kNull); `what` names it in errors.
   std::shared_ptr<devices::HostOutput> open_output(const SerialConfig& mode, const char* what);
   void add_virtio_device(std::string name, std::shared_ptr<virtio::VirtioDevice> device);
@@ -133,6 +145,7 @@ class Vm {
   std::optional<Kvm> kvm_;
   std::optional<VmFd> vm_;
   std::unique_ptr<GuestRam> ram_;
+  std::vector<FsShare> shares_;  // after ram_, before the buses: see FsShare
   mmio::Bus pio_bus_;
   mmio::Bus mmio_bus_;
   std::shared_ptr<devices::HostOutput> stdout_;                // made when a console uses it

@@ -175,6 +175,34 @@ TEST_CASE("console modes and named ports") {
             .output == "--port: socket=s is given more than once");
 }
 
+TEST_CASE("shared directories (--fs)") {
+  auto fs = parse_fs("tag=share,path=/srv/x");
+  REQUIRE(fs.has_value());
+  CHECK(*fs == FsConfig{"share", "/srv/x", "", false});
+  fs = parse_fs("tag=ro,path=/srv/x,readonly=on");
+  REQUIRE(fs.has_value());
+  CHECK(fs->read_only);
+  fs = parse_fs("tag=d,socket=/run/vfs.sock");
+  REQUIRE(fs.has_value());
+  CHECK(fs->socket == "/run/vfs.sock");
+  CHECK(parse_fs("path=/x").error().message == "--fs: tag=TAG is required");
+  CHECK(parse_fs("tag=a").error().message == "--fs: one of path= or socket= is required");
+  CHECK(parse_fs("tag=a,path=x,socket=y").error().message ==
+        "--fs: path= and socket= exclude each other (give one of path= or socket=)");
+  CHECK(parse_fs("tag=" + std::string(37, 'x') + ",path=/x").error().message ==
+        "--fs: tag=" + std::string(37, 'x') + " is longer than 36 characters");
+  CHECK(parse_fs("tag=" + std::string(36, 'x') + ",path=/x").has_value());
+  CHECK(parse_fs("tag=a,socket=s,readonly=on").error().message.starts_with(
+      "--fs: readonly= goes with path="));
+
+  const VmConfig c =
+      parse_ok({"--kernel", "k", "--fs", "tag=a,path=/a", "--fs", "tag=b,socket=/b.sock"});
+  REQUIRE(c.filesystems.size() == 2);
+  CHECK(c.filesystems[1].tag == "b");
+  CHECK(parse_error({"--kernel", "k", "--fs", "tag=a,path=/x", "--fs", "tag=a,path=/y"}).output ==
+        "--fs: tag=a is given more than once");
+}
+
 TEST_CASE("exit port modes") {
   using minivmm::devices::DebugExit;
   auto dx = parse_debug_exit("minivmm");

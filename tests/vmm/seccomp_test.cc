@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <linux/io_uring.h>
 #include <linux/kvm.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -166,6 +167,30 @@ std::vector<Probe> probe_table() {
   add({"console", "io_uring_enter", false, "io_uring_enter",
        [] { ::syscall(SYS_io_uring_enter, kOtherFd, 0, 0, 0, nullptr, 0); }});
   add({"console", "unlink", false, "unlink", [] { ::unlink("/nonexistent/minivmm-probe"); }});
+  // vhost: its messages to the backend and the waits for replies.
+  add({"vhost", "sendmsg", true, "", [] {
+         msghdr m{};
+         ::sendmsg(kOtherFd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+       }});
+  add({"vhost", "recvmsg", true, "", [] {
+         msghdr m{};
+         ::recvmsg(kOtherFd, &m, MSG_DONTWAIT);
+       }});
+  add({"vhost", "poll", true, "", [] { ::poll(nullptr, 0, 0); }});
+  add({"vhost", "accept4", false, "accept4", [] { ::accept4(kOtherFd, nullptr, nullptr, 0); }});
+  add({"vhost", "getrandom", false, "getrandom", [] {
+         char b;
+         ::syscall(SYS_getrandom, &b, 1, 0);
+       }});
+  // main: its virtiofsd processes are reaped and, if they linger at exit, SIGKILLed.
+  add({"main", "waitid", true, "", [] {
+         siginfo_t info{};
+         ::waitid(P_PID, 999999, &info, WEXITED | WNOHANG);
+       }});
+  add({"main", "pidfd_send_signal SIGTERM", true, "",
+       [] { ::syscall(SYS_pidfd_send_signal, kOtherFd, SIGTERM, nullptr, 0); }});
+  add({"main", "pidfd_send_signal SIGSTOP", false, "pidfd_send_signal",
+       [] { ::syscall(SYS_pidfd_send_signal, kOtherFd, SIGSTOP, nullptr, 0); }});
   return table;
 }
 

@@ -1,0 +1,71 @@
+// Virtiofsd: one virtiofsd process that minivmm starts for a `--fs tag=TAG,path=DIR` share,
+// watches and stops: QEMU's C daemon, /usr/lib/qemu/virtiofsd (Debian package
+// qemu-system-common; MINIVMM_VIRTIOFSD names another binary, for tests).
+//
+// How it is started (each choice for a reason):
+//  - `--fd=3`: a listening unix socket made here (an abstract address, so no file and no
+//    pid file, which --socket-path needs) and connected to before the daemon runs; it
+//    accepts that one connection, serves it, and exits when it closes.
+//  - `-o source=DIR`, where DIR is first bind-mounted onto itself in a mount namespace of
+//    the daemon's own, `nosuid,nodev` (and `ro` with readonly=on; the C daemon has no
+//    read-only mode): the daemon runs as root with CAP_MKNOD and CAP_FSETID, so a guest
+//    root could otherwise create setuid files or device nodes in the share.
+//  - `-o sandbox=namespace` (its default; it pivots into DIR), `-o cache=auto` (close-to-
+//    open consistency: the host may change the files), `-o log_level=warn`: its start-up
+//    chatter stays out of minivmm's stderr, its warnings and errors do not.
+//  - its own session (a Ctrl-C on minivmm's terminal is minivmm's to handle), every
+//    signal reset, no fd of minivmm's but the socket, and SIGKILL when minivmm dies.
+//
+// Threads: the VMM's main thread (start, reap, the destructor).
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+
+#include "virtio/result.h"
+#include "vmm/fd.h"
+
+namespace minivmm::devices {
+
+class Virtiofsd {
+ public:
+  static constexpr const char* kDefaultPath = "/usr/lib/qemu/virtiofsd";
+
+  struct Started;
+  // Checks what can be checked first (root, the binary, the directory), then starts the
+  // daemon. On success the socket connected to it; errors are one line for the user.
+  static Result<Started, std::string> start(const std::string& tag, const std::string& dir,
+                                            bool read_only);
+
+  Virtiofsd(const Virtiofsd&) = delete;
+  Virtiofsd& operator=(const Virtiofsd&) = delete;
+  Virtiofsd(Virtiofsd&&) noexcept;
+  Virtiofsd& operator=(Virtiofsd&&) = delete;
+  // Waits up to 2 s for the daemon to end (terminate() or its connection closed), then
+  // kills it; reaps it either way.
+  ~Virtiofsd();
+
+  pid_t pid() const { return pid_; }
+  // Readable once the daemon ended (a pidfd): the VMM's main loop waits on it.
+  int exit_fd() const { return pidfd_.get(); }
+  // Asks the daemon to end (SIGTERM: virtiofsd exits at once, quietly; closing its
+  // connection first would make it log an error).
+  void terminate();
+  // Reaps the daemon if it ended: "exited with status N" / "was killed by signal N".
+  std::optional<std::string> reap();
+
+ private:
+  Virtiofsd(pid_t pid, vmm::UniqueFd pidfd) : pid_(pid), pidfd_(std::move(pidfd)) {}
+  pid_t pid_ = -1;
+  vmm::UniqueFd pidfd_;
+  bool reaped_ = false;
+};
+
+struct Virtiofsd::Started {
+  Virtiofsd daemon;
+  vmm::UniqueFd socket;  // connected to the daemon
+};
+
+}  // namespace minivmm::devices
