@@ -20,27 +20,36 @@ namespace {
 }  // namespace
 
 std::shared_ptr<HostOutput> HostOutput::open_stdout(size_t capacity) {
+  return open_std(STDOUT_FILENO, "stdout", capacity);
+}
+
+std::shared_ptr<HostOutput> HostOutput::open_stderr(size_t capacity) {
+  return open_std(STDERR_FILENO, "stderr", capacity);
+}
+
+std::shared_ptr<HostOutput> HostOutput::open_std(int std_fd, const char* name, size_t capacity) {
   struct stat st {};
-  if (::fstat(STDOUT_FILENO, &st) != 0) throw_errno("stdout");
+  if (::fstat(std_fd, &st) != 0) throw_errno(name);
   if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) {
-    const int fd = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
-    if (fd < 0) throw_errno("stdout");
-    return std::make_shared<HostOutput>(fd, false, "stdout", capacity);
+    const int fd = ::fcntl(std_fd, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0) throw_errno(name);
+    return std::make_shared<HostOutput>(fd, false, name, capacity);
   }
   // A new open file description of the same pipe or terminal: O_NONBLOCK stays ours.
-  const int fd = ::open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-  if (fd >= 0) return std::make_shared<HostOutput>(fd, true, "stdout", capacity);
+  const std::string self = "/proc/self/fd/" + std::to_string(std_fd);
+  const int fd = ::open(self.c_str(), O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd >= 0) return std::make_shared<HostOutput>(fd, true, name, capacity);
   // A socket cannot be reopened: share the description and put its flags back afterwards.
-  const int shared = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
-  if (shared < 0) throw_errno("stdout");
+  const int shared = ::fcntl(std_fd, F_DUPFD_CLOEXEC, 3);
+  if (shared < 0) throw_errno(name);
   const int flags = ::fcntl(shared, F_GETFL);
   if (flags < 0 || ::fcntl(shared, F_SETFL, flags | O_NONBLOCK) != 0) {
     const int saved = errno;
     ::close(shared);
     errno = saved;
-    throw_errno("stdout: cannot make it non-blocking");
+    throw_errno(std::string(name) + ": cannot make it non-blocking");
   }
-  auto out = std::make_shared<HostOutput>(shared, true, "stdout", capacity);
+  auto out = std::make_shared<HostOutput>(shared, true, name, capacity);
   out->restore_flags_ = flags;
   return out;
 }

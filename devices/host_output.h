@@ -37,8 +37,9 @@ class HostOutput {
  public:
   static constexpr size_t kDefaultCapacity = 1 << 20;
 
-  // The process's stdout. Throws std::system_error when it cannot be set up.
+  // The process's stdout, or stderr. Throws std::system_error when it cannot be set up.
   static std::shared_ptr<HostOutput> open_stdout(size_t capacity = kDefaultCapacity);
+  static std::shared_ptr<HostOutput> open_stderr(size_t capacity = kDefaultCapacity);
   // A file created or truncated at `path` (or an existing FIFO or character device, opened
   // for writing). Throws std::system_error naming the path.
   static std::shared_ptr<HostOutput> open_path(const std::string& path,
@@ -72,6 +73,7 @@ class HostOutput {
   size_t buffered() const;
 
  private:
+  static std::shared_ptr<HostOutput> open_std(int std_fd, const char* name, size_t capacity);
   // Writes from the buffer's front; mutex held. True when the buffer is empty.
   bool write_buffered();
   void fail(int error);  // mutex held: the fd refused with `error`, everything is dropped

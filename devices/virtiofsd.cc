@@ -25,6 +25,9 @@ extern char** environ;
 namespace minivmm::devices {
 namespace {
 
+// Where the host's root is bound for its daemon (see child_main).
+constexpr const char* kRootShare = "/tmp/minivmm-root";
+
 // What the child failed at before exec, reported through a close-on-exec pipe.
 enum ChildStep : int { kStepMountNs = 1, kStepBind, kStepRemount, kStepFds, kStepExec };
 struct ChildFailure {
@@ -61,8 +64,20 @@ const char* step_text(int step) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::unshare(CLONE_NEWNS) != 0) die(kStepMountNs);
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) die(kStepMountNs);
-  if (::mount(dir, dir, nullptr, MS_BIND | MS_REC, nullptr) != 0) die(kStepBind);
-  if (::mount(nullptr, dir, nullptr, MS_REMOUNT | MS_BIND | remount_flags, nullptr) != 0) {
+  // The share is DIR bound onto itself -- except the host's root: binding / onto / as well
+  // leaves virtiofsd's own pivot_root(".", ".") failing (EBUSY). That one is bound at
+  // kRootShare instead, on a tmpfs over /tmp in this namespace (a host-root guest has its
+  // own /tmp).
+  const char* target = dir;
+  if (dir[0] == '/' && dir[1] == '\0') {
+    target = kRootShare;
+    if (::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700") != 0 ||
+        ::mkdir(kRootShare, 0700) != 0) {
+      die(kStepBind);
+    }
+  }
+  if (::mount(dir, target, nullptr, MS_BIND | MS_REC, nullptr) != 0) die(kStepBind);
+  if (::mount(nullptr, target, nullptr, MS_REMOUNT | MS_BIND | remount_flags, nullptr) != 0) {
     die(kStepRemount);
   }
   // The socket becomes fd 3 and the report pipe fd 4 (close-on-exec); nothing else stays.
@@ -136,10 +151,11 @@ Result<Virtiofsd::Started, std::string> Virtiofsd::start(const std::string& tag,
     return what + ": getsockname: " + std::strerror(errno);
   }
 
+  const std::string shared = source == "/" ? kRootShare : source;
   std::vector<std::string> args = {binary,       "--fd=3",          "-o",
-                                   "source=" + source, "-o",         "sandbox=namespace",
+                                   "source=" + shared, "-o",         "sandbox=namespace",
                                    "-o",         "cache=auto",      "-o",
-                                   "log_level=warn"};
+                                   "log_level=err"};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

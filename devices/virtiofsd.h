@@ -11,8 +11,9 @@
 //    read-only mode): the daemon runs as root with CAP_MKNOD and CAP_FSETID, so a guest
 //    root could otherwise create setuid files or device nodes in the share.
 //  - `-o sandbox=namespace` (its default; it pivots into DIR), `-o cache=auto` (close-to-
-//    open consistency: the host may change the files), `-o log_level=warn`: its start-up
-//    chatter stays out of minivmm's stderr, its warnings and errors do not.
+//    open consistency: the host may change the files), `-o log_level=err`: its errors reach
+//    minivmm's stderr, its chatter does not (at warn it prints "fv_remove_watch: TODO!" at
+//    every ring stop, which in --exec mode would land in the command's stderr).
 //  - its own session (a Ctrl-C on minivmm's terminal is minivmm's to handle), every
 //    signal reset, no fd of minivmm's but the socket, and SIGKILL when minivmm dies.
 //

@@ -9,6 +9,7 @@
 #include <map>
 #include <tuple>
 
+#include "boot/hostroot/initramfs.h"
 #include "boot/layout.h"
 #include "devices/virtio_console.h"
 #include "devices/virtio_fs.h"
@@ -149,6 +150,30 @@ SubOptions<FsConfig> fs_options() {
                &FsConfig::read_only),
       },
       {{"path", "socket"}});
+}
+
+// What --host-root --exec needs of the rest of the command line; the error line, if any.
+// Without an explicit --serial the kernel's console goes nowhere: stdout is the command's.
+std::optional<std::string> check_host_root(bool host_root, const std::optional<std::string>& exec,
+                                           VmConfig& config, bool serial_given) {
+  if (!exec) return "--host-root: give the command to run there with --exec CMD";
+  if (!host_root) return "--exec runs a command on the host's root: add --host-root";
+  if (exec->empty()) return "--exec: the command must not be empty";
+  if (config.initrd) {
+    return "--host-root packs its own initramfs (init and modules); leave out --initrd";
+  }
+  for (const FsConfig& fs : config.filesystems) {
+    if (fs.tag == boot::kHostRootTag) {
+      return "--fs: tag=" + fs.tag + " is the host root's own with --host-root";
+    }
+  }
+  for (const PortConfig& port : config.ports) {
+    if (port.name == boot::kHostRootStdoutPort || port.name == boot::kHostRootStderrPort) {
+      return "--port: name=" + port.name + " is the command's own with --exec";
+    }
+  }
+  if (!serial_given) config.serial = SerialConfig{SerialMode::kNull, ""};
+  return std::nullopt;
 }
 
 }  // namespace
@@ -372,6 +397,10 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
   uint32_t timeout_s = 0;
   std::vector<std::string> ports;
   std::vector<std::string> filesystems;
+  bool host_root = false;
+  std::optional<std::string> exec;
+  std::string cwd;
+  std::string modules;
   bool no_acpi = false;
 
   CLI::App app{
@@ -424,6 +453,22 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       ->type_name("SPEC")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_flag("--host-root", host_root,
+               "Boot the kernel on the host's own root file system (read-only over virtio-fs, "
+               "writable tmpfs where a system needs it) with minivmm's initramfs and init; "
+               "needs --exec and root (virtiofsd)");
+  app.add_option("--exec", exec,
+                 "With --host-root: run CMD (/bin/sh -c CMD) in the guest; its stdout and stderr "
+                 "are minivmm's, its exit status is minivmm's")
+      ->type_name("CMD");
+  app.add_option("--cwd", cwd,
+                 "With --exec: the command's working directory (default: minivmm's)")
+      ->type_name("DIR");
+  app.add_option("--modules", modules,
+                 "With --host-root: the kernel's module tree, whose virtio-mmio, virtio-console, "
+                 "virtiofs and overlay modules go into the initramfs (default: "
+                 "/lib/modules/<the kernel's release>)")
+      ->type_name("DIR");
   app.add_option("--rng", rng,
                  "virtio-rng: entropy for the guest from the host's getrandom(), on or off")
       ->type_name("on|off")
@@ -584,6 +629,19 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       return ParseExit{2, std::string(name) + ": '" + *text + "' is not on or off"};
     }
     *out = on;
+  }
+  if (host_root || exec) {
+    if (auto bad = check_host_root(host_root, exec, config, app.count("--serial") > 0)) {
+      return ParseExit{2, *bad};
+    }
+    if (!config.exit_port) {
+      return ParseExit{2, "--host-root reports the command's status through the exit port: "
+                          "leave --exit-port on"};
+    }
+    config.host_root = HostRootConfig{*exec, cwd, modules};
+  } else if (!cwd.empty() || !modules.empty()) {
+    return ParseExit{2, std::string(!cwd.empty() ? "--cwd" : "--modules") +
+                            " goes with --host-root --exec CMD"};
   }
   if (!user.empty()) {
     auto ids = parse_user(user);

@@ -53,6 +53,16 @@ struct FsConfig {
   bool operator==(const FsConfig&) const = default;
 };
 
+// --host-root --exec CMD: boot the kernel on the host's own root (read-only over virtio-fs,
+// minivmm's virtiofsd) with minivmm's initramfs and init, run CMD there; its stdout and
+// stderr are minivmm's, its status minivmm's exit status.
+struct HostRootConfig {
+  std::string command;  // --exec: run as /bin/sh -c COMMAND
+  std::string cwd;      // --cwd: the command's working directory; empty: minivmm's own
+  std::string modules;  // --modules DIR; empty: /lib/modules/<the kernel's release>
+  bool operator==(const HostRootConfig&) const = default;
+};
+
 // The exit port (--debug-exit): minivmm's formula at 0xf4 by default, QEMU's at 0x501.
 struct DebugExitConfig {
   bool enabled = true;
@@ -84,6 +94,7 @@ struct VmConfig {
   std::optional<SerialConfig> console;  // virtio-console port 0 (hvc0); nullopt: --console off
   std::vector<PortConfig> ports;        // virtio-console named ports, ids 1..N
   std::vector<FsConfig> filesystems;    // --fs shares, in order
+  std::optional<HostRootConfig> host_root;  // --host-root --exec CMD
   bool exit_port = true;                // the minivmm.exit port for the guest's status
   bool pvpanic = true;                  // QEMU's pvpanic device at 0x505 (--pvpanic)
   bool acpi = true;

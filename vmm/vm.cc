@@ -22,6 +22,8 @@
 #include <system_error>
 
 #include "boot/cmdline.h"
+#include "boot/hostroot/initramfs.h"
+#include "boot/kernel_version.h"
 #include "boot/layout.h"
 #include "boot/linux_boot.h"
 #include "vmm/cpuid.h"
@@ -137,7 +139,10 @@ JailLimits jail_limits_for(const VmConfig& config) {
 }  // namespace
 
 Vm::Vm(const VmConfig& config, std::chrono::steady_clock::time_point start)
-    : start_(start), timeout_s_(config.timeout_s), jail_limits_(jail_limits_for(config)) {
+    : start_(start),
+      timeout_s_(config.timeout_s),
+      exec_mode_(config.host_root.has_value()),
+      jail_limits_(jail_limits_for(config)) {
   // Cheap checks of user input first, so that bad files are reported even without KVM.
   read_images(config);
   create_virtio_devices(config);
@@ -181,13 +186,61 @@ void Vm::read_images(const VmConfig& config) {
   }
   if (config.initrd)
     initrd_image_ = read_whole(open_image(*config.initrd, "initrd"), *config.initrd, "initrd");
+  if (config.host_root) pack_host_root(config);
+}
+
+// --host-root: minivmm's init, the command and the kernel's modules become the initramfs.
+void Vm::pack_host_root(const VmConfig& config) {
+  const HostRootConfig& hr = *config.host_root;
+  // The kernel's release picks its module tree and is checked against every module's.
+  std::string release;
+  {
+    std::vector<uint8_t> whole;
+    std::span<const uint8_t> image = kernel_image_;
+    if (image.empty()) {  // an ELF vmlinux, read by segments elsewhere: its banner is needed
+      whole = read_whole(open_image(config.kernel, "kernel"), config.kernel, "kernel");
+      image = whole;
+    }
+    auto version = boot::kernel_version(image);
+    if (version) {
+      release = version->release;
+    } else if (hr.modules.empty()) {
+      throw VmError("--host-root: cannot tell the release of kernel " + config.kernel + " (" +
+                        version.error() + "): pass --modules DIR, or --modules none",
+                    kExitUsage);
+    }
+  }
+  boot::HostRootOptions options;
+  options.command = hr.command;
+  if (!hr.cwd.empty()) {
+    options.cwd = hr.cwd;
+  } else if (char* here = ::getcwd(nullptr, 0)) {
+    options.cwd = here;
+    std::free(here);
+  }
+  options.kernel_version = release;
+  if (hr.modules != "none") {
+    auto tree = boot::find_module_tree(release, hr.modules);
+    if (!tree) throw VmError(tree.error(), kExitUsage);
+    options.module_tree = *tree;
+  }
+  // The command sees the host's environment where it matters to a shell.
+  for (const char* name : {"PATH", "HOME", "USER", "LOGNAME", "LANG", "TERM", "TZ"}) {
+    if (const char* value = std::getenv(name)) options.env.push_back(std::string(name) + "=" + value);
+  }
+  auto image = boot::build_host_root_initramfs(options);
+  if (!image) throw VmError("--host-root: " + image.error(), kExitVmmError);
+  initrd_image_ = std::move(image).value();
+  spdlog::debug("--host-root: initramfs of {} KiB, modules from {}", initrd_image_.size() >> 10,
+                options.module_tree.empty() ? "nowhere (--modules none)"
+                                            : options.module_tree.string());
 }
 
 void Vm::create_virtio_devices(const VmConfig& config) {
   // Every device takes a window; disks first, so that they are vda, vdb, ... in order.
   const bool console = config.console || !config.ports.empty() || config.exit_port;
-  const size_t wanted = config.disks.size() + config.filesystems.size() + (config.rng ? 1 : 0) +
-                        (console ? 1 : 0);
+  const size_t wanted = config.disks.size() + config.filesystems.size() +
+                        (config.host_root ? 1 : 0) + (config.rng ? 1 : 0) + (console ? 1 : 0);
   if (wanted > boot::kMaxVirtioMmioDevices) {
     std::string others;
     if (!config.filesystems.empty()) {
@@ -262,6 +315,22 @@ void Vm::create_console(const VmConfig& config) {
     }
     named.push_back(std::move(port));
   }
+  if (config.host_root) {
+    // The command's stdout and stderr (the init relays them to these ports).
+    try {
+      devices::ConsolePortConfig out;
+      out.name = boot::kHostRootStdoutPort;
+      out.output = open_output(SerialConfig{SerialMode::kStdio, ""}, "--exec stdout");
+      named.push_back(std::move(out));
+      devices::ConsolePortConfig err;
+      err.name = boot::kHostRootStderrPort;
+      err.output = devices::HostOutput::open_stderr();
+      outputs_.push_back(err.output);
+      named.push_back(std::move(err));
+    } catch (const std::system_error& e) {
+      throw VmError(std::string("--exec: cannot set up stderr: ") + e.what(), kExitVmmError);
+    }
+  }
   if (config.exit_port) {
     devices::ConsolePortConfig port;
     port.name = kExitPortName;
@@ -283,7 +352,10 @@ void Vm::create_console(const VmConfig& config) {
 }
 
 void Vm::create_filesystems(const VmConfig& config) {
-  for (const FsConfig& fs : config.filesystems) {
+  std::vector<FsConfig> all = config.filesystems;
+  // --host-root: the host's / for the init to mount read-only.
+  if (config.host_root) all.push_back({std::string(boot::kHostRootTag), "/", "", true});
+  for (const FsConfig& fs : all) {
     FsShare share{"virtio-fs tag=" + fs.tag, std::nullopt, nullptr};
     UniqueFd socket;
     if (!fs.path.empty()) {
@@ -579,6 +651,9 @@ int Vm::run(int signal_fd) {
   for (auto& out : outputs_) out->drain(std::chrono::milliseconds(500));
   outcome_ = outcome_of(stop_.reason(), stop_.value(), stop_.message(), reported_status());
   if (outcome_.reason == "poweroff" || outcome_.reason == "reboot" || outcome_.reason == "signal") {
+    spdlog::info("{}", outcome_.message);
+  } else if (outcome_.reason == "guest-exit" && exec_mode_) {
+    // --exec: the status is the command's, and stderr is the command's too.
     spdlog::info("{}", outcome_.message);
   } else if (outcome_.reason == "guest-exit" && outcome_.status == 0) {
     // A guest test's result is always one line, a passing one without "warning".

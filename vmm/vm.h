@@ -105,6 +105,7 @@ class Vm {
   };
 
   void read_images(const VmConfig& config);
+  void pack_host_root(const VmConfig& config);
   void create_virtio_devices(const VmConfig& config);
   void open_disks(const VmConfig& config);
   void create_console(const VmConfig& config);
@@ -134,6 +135,7 @@ class Vm {
 
   std::chrono::steady_clock::time_point start_;  // process start, for start-up logs
   std::optional<uint32_t> timeout_s_;
+  bool exec_mode_;  // --host-root --exec: stderr belongs to the command
   JailLimits jail_limits_;  // what the main thread sets before it is confined
   Outcome outcome_{kExitVmmError, "error", "the VM did not run"};
   // What the guest wrote to minivmm.exit (its last kExitTextMax bytes), from the console's

@@ -203,6 +203,39 @@ TEST_CASE("shared directories (--fs)") {
         "--fs: tag=a is given more than once");
 }
 
+TEST_CASE("host root mode (--host-root --exec): the command, and what it needs of the rest") {
+  const VmConfig c = parse_ok({"--kernel", "k", "--host-root", "--exec", "uname -r"});
+  REQUIRE(c.host_root.has_value());
+  CHECK(*c.host_root == HostRootConfig{"uname -r", "", ""});
+  CHECK(c.serial.mode == SerialMode::kNull);  // stdout is the command's
+  const VmConfig d = parse_ok({"--kernel", "k", "--host-root", "--exec", "ls", "--cwd", "/srv",
+                               "--modules", "/m", "--serial", "file=/tmp/klog"});
+  CHECK(*d.host_root == HostRootConfig{"ls", "/srv", "/m"});
+  CHECK(d.serial.mode == SerialMode::kFile);  // an explicit --serial stays
+  CHECK_FALSE(parse_ok({"--kernel", "k"}).host_root.has_value());
+
+  CHECK(parse_error({"--kernel", "k", "--host-root"}).output ==
+        "--host-root: give the command to run there with --exec CMD");
+  CHECK(parse_error({"--kernel", "k", "--exec", "true"}).output ==
+        "--exec runs a command on the host's root: add --host-root");
+  CHECK(parse_error({"--kernel", "k", "--host-root", "--exec", ""}).output ==
+        "--exec: the command must not be empty");
+  CHECK(parse_error({"--kernel", "k", "--host-root", "--exec", "true", "--initrd", "i"}).output ==
+        "--host-root packs its own initramfs (init and modules); leave out --initrd");
+  CHECK(parse_error({"--kernel", "k", "--host-root", "--exec", "true", "--fs",
+                     "tag=hostroot,path=/x"})
+            .output == "--fs: tag=hostroot is the host root's own with --host-root");
+  CHECK(parse_error({"--kernel", "k", "--host-root", "--exec", "true", "--port",
+                     "name=minivmm.stdout,path=/x"})
+            .output == "--port: name=minivmm.stdout is the command's own with --exec");
+  CHECK(parse_error({"--kernel", "k", "--host-root", "--exec", "true", "--exit-port", "off"})
+            .output.starts_with("--host-root reports the command's status through the exit port"));
+  CHECK(parse_error({"--kernel", "k", "--cwd", "/x"}).output ==
+        "--cwd goes with --host-root --exec CMD");
+  CHECK(parse_error({"--kernel", "k", "--modules", "/x"}).output ==
+        "--modules goes with --host-root --exec CMD");
+}
+
 TEST_CASE("exit port modes") {
   using minivmm::devices::DebugExit;
   auto dx = parse_debug_exit("minivmm");
@@ -298,7 +331,7 @@ TEST_CASE("bad usage exits with status 2 and one line") {
   }
 }
 
-TEST_CASE("--help exits 0 and shows an example") {
+TEST_CASE("help (--help) exits 0 and shows an example") {
   const ParseExit e = parse_error({"--help"});
   CHECK(e.status == 0);
   CHECK_THAT(e.output, Catch::Contains("Example:"));
@@ -308,7 +341,8 @@ TEST_CASE("--help exits 0 and shows an example") {
   CHECK_THAT(e.output, Catch::Contains("name=NAME,path=FILE|socket=PATH"));
 }
 
-TEST_CASE("--help documents every disk key from the table that parses them") {
+// (No test name may start with "--": CTest would take it for an option and never run it.)
+TEST_CASE("the help documents every disk key from the table that parses them") {
   const std::string help = parse_error({"--help"}).output;
   CHECK_THAT(help, Catch::Contains("--disk SPEC"));
   CHECK_THAT(help, Catch::Contains("path=FILE[,readonly=on|off][,serial=ID][,direct=on|off]"
@@ -323,7 +357,12 @@ TEST_CASE("--help documents every disk key from the table that parses them") {
         "  queues=N              request queues (1-16, default 1)\n"
         "  poll_us=N             the disk's I/O thread keeps polling the queues for N us after\n"
         "                        work before it sleeps; 0 = off, 100 suits busy disks (0-10000,\n"
-        "                        default 0)\n");
+        "                        default 0)\n" +
+            std::string(MINIVMM_FAULT_INJECTION
+                            ? "  fault=SPEC            test builds only: inject disk faults,\n"
+                              "                        WHAT:OP[:FIRST-LAST][:COUNT] joined by +\n"
+                              "                        (devices/fault_backend.h)\n"
+                            : ""));
   CHECK_THAT(help, Catch::Contains("Disk keys (--disk, comma-separated):\n" + disk_help()));
 }
 
