@@ -565,6 +565,8 @@ if selected fs; then
     [[ $(ro_list) == "$ro_before" ]] ||
       fail "the read-only share's host dir changed: $(ls -la "$fsd/ro" | tail -n +2 | awk '{ print $5, $NF }' | tr '\n' ' ')"
     expect_res vfs.reset ok
+    expect "virtio-fs devices bound again after the reset" 2 "$(res devices)"
+    expect "shares mounted again after the reset" 2 "$(res shares)"
     expect_res status pass
     vfsd_left "after the reboot"
 
