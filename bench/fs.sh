@@ -19,7 +19,8 @@
 # Writes OUTDIR/fs.tsv (round, vmm, workload, value), fs.log (every guest console and
 # minivmm's log), fs.txt (the table: medians, min-max, ratios) and fs.env (kernel, binaries,
 # `uptime` before and after). Needs root inside the nested host (virtiofsd). MINIVMM_BIN
-# (default build/rel/vmm/minivmm), FS_BENCH_VMMS="minivmm qemu-vufs qemu-9p" (a subset).
+# (default build/rel/vmm/minivmm), FS_BENCH_VMMS="minivmm qemu-vufs qemu-9p" (a subset; also
+# qemu-vufs-q1024: QEMU's device with minivmm's queue size, 1024, instead of its 128).
 # Nested-host runs of the project take /tmp/minivmm-nested.lock themselves; wrap in flock.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -58,14 +59,16 @@ if [[ ${1:-} == --inner ]]; then
           --serial "file=$con" --fs "tag=bench,path=$data" \
           --cmdline "$cmdline reboot=k minivmm.arg=virtiofs:bench:$rsecs" </dev/null >"$con.vmm" 2>&1 || rc=$?
         ;;
-      qemu-vufs)
+      qemu-vufs | qemu-vufs-q1024)
+        local qs=""
+        [[ $v == qemu-vufs-q1024 ]] && qs=",queue-size=1024"
         "$vfsd" --socket-path="$sock" -o source="$data" -o cache=auto -o log_level=warn \
           </dev/null >"$con.vmm" 2>&1 &
         vpid=$!
         for ((i = 0; i < 100; i++)); do [[ -S $sock ]] && break; sleep 0.1; done
         timeout 300 "${qemu_base[@]}" -M microvm,acpi=on,rtc=off,memory-backend=mem \
           -object memory-backend-memfd,id=mem,size=512M,share=on \
-          -chardev "socket,id=fs0,path=$sock" -device vhost-user-fs-device,chardev=fs0,tag=bench \
+          -chardev "socket,id=fs0,path=$sock" -device "vhost-user-fs-device,chardev=fs0,tag=bench$qs" \
           -serial "file:$con" -append "$cmdline reboot=t minivmm.arg=virtiofs:bench:$rsecs" \
           </dev/null >>"$con.vmm" 2>&1 || rc=$?
         wait "$vpid" 2>/dev/null
