@@ -213,12 +213,20 @@ std::optional<std::string> Virtiofsd::reap() {
   return describe(info);
 }
 
-void Virtiofsd::terminate() {
-  if (!reaped_ && pidfd_.valid()) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGTERM, nullptr, 0);
+void Virtiofsd::stop(int grace_ms) {
+  if (reaped_ || pid_ < 0) return;
+  ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGTERM, nullptr, 0);
+  pollfd p{pidfd_.get(), POLLIN, 0};
+  if (::poll(&p, 1, grace_ms) <= 0) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+  siginfo_t info{};
+  while (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED) != 0 && errno == EINTR) {
+  }
+  reaped_ = true;
 }
 
 Virtiofsd::~Virtiofsd() {
   if (reaped_ || pid_ < 0) return;
+  // Its connection is closed by now, which ends it.
   pollfd p{pidfd_.get(), POLLIN, 0};
   if (::poll(&p, 1, 2000) <= 0) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
   siginfo_t info{};

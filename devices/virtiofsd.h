@@ -44,16 +44,17 @@ class Virtiofsd {
   Virtiofsd& operator=(const Virtiofsd&) = delete;
   Virtiofsd(Virtiofsd&&) noexcept;
   Virtiofsd& operator=(Virtiofsd&&) = delete;
-  // Waits up to 2 s for the daemon to end (terminate() or its connection closed), then
-  // kills it; reaps it either way.
+  // Waits up to 2 s for the daemon to end (stop() or its connection closed), then kills it;
+  // reaps it either way.
   ~Virtiofsd();
 
   pid_t pid() const { return pid_; }
   // Readable once the daemon ended (a pidfd): the VMM's main loop waits on it.
   int exit_fd() const { return pidfd_.get(); }
-  // Asks the daemon to end (SIGTERM: virtiofsd exits at once, quietly; closing its
-  // connection first would make it log an error).
-  void terminate();
+  // Ends the daemon: SIGTERM, which virtiofsd answers by exiting quietly, then up to
+  // `grace_ms` for it to go, then SIGKILL; reaps it. Call it before its connection closes
+  // (a hang-up first makes it log "Unexpected poll revents"). Nothing when it already ended.
+  void stop(int grace_ms = 2000);
   // Reaps the daemon if it ended: "exited with status N" / "was killed by signal N".
   std::optional<std::string> reap();
 

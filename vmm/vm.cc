@@ -856,9 +856,9 @@ void Vm::detach_virtio_devices() {
     // What the guest wrote is durable before we report that the VM is done.
     v.device->sync_to_host();
   }
-  // The shares' rings are stopped: their daemons may go (each waited for in ~FsShare).
+  // The shares' rings are stopped: their daemons may go, before their connections close.
   for (FsShare& share : shares_) {
-    if (share.daemon) share.daemon->terminate();
+    if (share.daemon) share.daemon->stop();
   }
 }
 

@@ -15,7 +15,7 @@
 #    KVM, else in the nested KVM host, which then boots only once for all cases.
 #
 # Environment: MINIVMM_E2E_ONLY="boot disk rng persist readonly rng-off multi reboot panic clean
-#   minimal hvc0 port exit timeout vmlinux fs durability" (subset), MINIVMM_E2E_MINIMAL=0 (skip the minimal kernel, loudly),
+#   minimal hvc0 port exit timeout vmlinux fs hostroot durability" (subset), MINIVMM_E2E_MINIMAL=0 (skip the minimal kernel, loudly),
 #   MINIVMM_E2E_MINIMAL_TIMEOUT (s to wait for building it, default 600; past that
 #   the case is skipped and the build goes on in the background),
 #   MINIVMM_E2E_BOOT_TIMEOUT (per boot, default 120 s), MINIVMM_CACHE, and the
@@ -116,7 +116,7 @@ run_suite() { # run_suite DIR ATTEMPT
   [[ -n $wedge && $2 -lt $wedge_k ]] && env+=(MINIVMM_NESTED_DEBUG_STOP_AFTER="$wedge_s")
   env "${env[@]}" "$images/with-kvm.sh" bash "$root/tests/e2e/suite.sh" --minivmm "$vmm" --kernel "$KERNEL_IMAGE" \
     --initrd "$initrd" --disk-template "$template" --run-dir "$1" "${minimal[@]}" "${port_client[@]}" \
-    --vmlinux "$vmlinux"
+    --vmlinux "$vmlinux" --kernel-modules "$KERNEL_MODULES"
 }
 # The freezes are TCG's, at random guest starts (README "Known issues": ~1 % of starts
 # in the soak, QEMU microvm alike), and this suite starts ~75 guests and kills 20: about

@@ -19,6 +19,7 @@ set -uo pipefail
 
 die() { echo "e2e: error: $*" >&2; exit 2; }
 vmm="" kernel="" initrd="" template="" run="" mkernel="" minitrd="" mskip="" port_client="" vmlinux=""
+kernel_modules=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --minivmm) vmm="$2"; shift 2 ;;
@@ -31,6 +32,7 @@ while [[ $# -gt 0 ]]; do
     --minimal-skip) mskip="$2"; shift 2 ;;
     --port-client) port_client="$2"; shift 2 ;;
     --vmlinux) vmlinux="$2"; shift 2 ;;
+    --kernel-modules) kernel_modules="$2"; shift 2 ;;
     # The cases (MINIVMM_E2E_ONLY names) in the order they run: the top-level "if selected".
     --list-cases) sed -n 's/^if \(selected .*\); then$/\1/p' "$0" | grep -oE 'selected [A-Za-z0-9_-]+' | cut -d' ' -f2 | awk '!seen[$0]++'; exit 0 ;;
     *) die "unknown argument '$1'" ;;
@@ -611,6 +613,53 @@ if selected fs; then
     echo "e2e:   virtio-fs: after the kill the guest's lookup was '$(res vfs.after_kill.share)', NEEDS_RESET after $(res after)" >&2
     end
   fi
+fi
+
+# --- --host-root --exec: a command on the host's own root ------------------------
+# The cloud kernel boots on the host's / (read-only over virtio-fs, minivmm's own virtiofsd
+# and initramfs, modules from the kernel's tree) and runs one command: its stdout and stderr
+# must come back apart and exactly, its status as minivmm's (3, then 0), in the directory
+# minivmm ran in, with the host's files and a writable /etc whose writes never reach the
+# host.
+if selected hostroot; then
+  begin host-root-exec
+  if [[ -z $kernel_modules ]]; then
+    fail "no --kernel-modules given (run-e2e.sh passes the cloud kernel's module tree)"
+  else
+    hr=(--kernel "$kernel" --modules "$kernel_modules" --host-root --memory 512M --timeout "$boot_timeout")
+    token="hr-$RANDOM-$$"
+    record progress "boot host-root-3 $sel_last"
+    t0=$SECONDS
+    (cd "$run" && "$vmm" "${hr[@]}" --exec "echo out-$token; echo err-$token >&2; exit 3") \
+      </dev/null >"$run/hostroot.out" 2>"$run/hostroot.err"
+    status=$?
+    echo "e2e:   boot host-root-3: minivmm exit $status in $((SECONDS - t0))s" >&2
+    cur_log="$run/hostroot.err"
+    expect_status 3
+    expect "the command's stdout" "out-$token" "$(cat "$run/hostroot.out")"
+    expect "the command's stderr (nothing of minivmm's, nothing of virtiofsd's)" "err-$token" \
+      "$(cat "$run/hostroot.err")"
+    # The host's userspace and files, the kernel's release, the cwd; /etc writable in the
+    # guest only; / read-only.
+    probe="/etc/minivmm-e2e-$token"
+    record progress "boot host-root-0 $sel_last"
+    t0=$SECONDS
+    (cd "$run" && "$vmm" "${hr[@]}" --exec "uname -r; pwd; sha256sum $run/hostroot.out | cut -d' ' -f1;
+        echo x >$probe && cat $probe; if touch /minivmm-e2e-$token 2>/dev/null; then echo root-writable; fi") \
+      </dev/null >"$run/hostroot0.out" 2>"$run/hostroot0.err"
+    status=$?
+    echo "e2e:   boot host-root-0: minivmm exit $status in $((SECONDS - t0))s" >&2
+    cur_log="$run/hostroot0.err"
+    expect_status 0
+    expect "stdout: release, cwd, the host file's sha256, the /etc write" \
+      "$(basename "$kernel_modules")|$run|$(sha256sum "$run/hostroot.out" | cut -d' ' -f1)|x" \
+      "$(paste -sd'|' "$run/hostroot0.out")"
+    expect "stderr" "" "$(cat "$run/hostroot0.err")"
+    [[ -e $probe ]] && fail "the guest's write to $probe reached the host"
+    [[ -e /minivmm-e2e-$token ]] && fail "the guest wrote to the host's /"
+    rm -f "$probe" "/minivmm-e2e-$token"
+  fi
+  end
 fi
 
 # --- kill -9: no acknowledged write is lost -----------------------------------
