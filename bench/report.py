@@ -102,7 +102,7 @@ if os.path.exists(os.path.join(bench, "RESULTS.md")):
         OLD_PAGE = f.read()
 SUMMARY_PREFIXES = {"1": ("start-up", "main()"), "2": ("memory",), "3": ("Linux (",),
                     "4": ("bench_blk",), "5": ("in-guest dd",), "7": ("console",),
-                    "7b": ("seccomp on vs off",)}
+                    "7b": ("seccomp on vs off",), "8": ("virtio-fs",)}
 marks = []  # (section number, index in md, index in summary, has raw results)
 
 
@@ -692,6 +692,9 @@ each buffer, and they are the nested host's (TCG-emulated) CPU time.
 # 7b (seccomp on vs off: bench/seccomp_blk.sh, bench/seccomp_boot.sh) is written by hand
 # from those scripts' output; run-all.sh does not run them, so it is always the old page's.
 section("7b", False)
+# 8 (virtio-fs next to QEMU's vhost-user-fs and 9p: bench/fs.sh) likewise, by hand from its
+# fs.txt; it needs root in the nested host and takes minutes, so run-all.sh does not run it.
+section("8", False)
 
 section("end", True)
 for k in reversed(range(len(marks) - 1)):
@@ -707,7 +710,7 @@ sm = ["\n## Summary\n\n| figure | minivmm | reference | target |\n|---|---|---|-
 for fig, m, r, t in summary:
     sm.append(f"| {fig} | {m} | {r} | {t} |\n")
 sm.append("\nBlock datapath details (CPU per I/O, every run), virtqueue (queue_bench), console "
-          "details and seccomp on vs off: see sections 4, 6, 7 and 7b. Machine: 2 cores shared with compiling engineers; the load "
+          "details, seccomp on vs off and virtio-fs: see sections 4, 6, 7, 7b and 8. Machine: 2 cores shared with compiling engineers; the load "
           "average is printed with every section, and the spread (min–max) is large because of it.\n")
 md[3:3] = sm
 md.append("""

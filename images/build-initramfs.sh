@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# build-initramfs.sh [--modules "NAME..."] [--add-modules "NAME..."] [--out FILE]
+# build-initramfs.sh [--modules "NAME..."] [--add-modules "NAME..."] [--flavour cloud|host]
+#                    [--out FILE]
 #
-# Builds the guest test initramfs (newc cpio, gzip) for the Debian cloud kernel:
+# Builds the guest test initramfs (newc cpio, gzip) for the Debian cloud kernel (or, with
+# --flavour host, for Debian's generic kernel, the nested host's, which has 9p too):
 #   /bin/busybox (+ applet links)   from busybox-static
 #   /init                           images/init.sh
 #   /scenarios/*                    images/scenarios/*
 #   /bin/outb-exit                  images/helpers/outb-exit.c, built static here (cc)
+#   /bin/fs-bench                   images/helpers/fs-bench.c, likewise (bench/fs.sh)
 #   /lib/modules/<kver>/...         the modules below and their dependencies
 #   /lib/modules/load.list          load order (dependencies first, from modules.dep)
 #
-# Default modules: virtio_mmio virtio_blk ext4 virtio_rng virtio_console pvpanic-mmio
+# Default modules: virtio_mmio virtio_blk ext4 virtio_rng virtio_console pvpanic-mmio fuse
+# virtiofs
 # (built-in ones, e.g. ext4 in the cloud kernel, are skipped automatically).
 #
 # Output (path printed on stdout):
@@ -20,13 +24,15 @@ set -euo pipefail
 # shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 
-modules="virtio_mmio virtio_blk ext4 virtio_rng virtio_console pvpanic-mmio"
+modules="virtio_mmio virtio_blk ext4 virtio_rng virtio_console pvpanic-mmio fuse virtiofs"
 out=""
+flavour=cloud
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --modules) modules="$2"; shift 2 ;;
     --add-modules) modules="$modules $2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
+    --flavour) flavour="$2"; shift 2 ;;
     -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -36,10 +42,12 @@ need cpio cpio
 need gzip gzip
 need cc build-essential
 bb="$(busybox_path)"
-load_kernel cloud
+[[ $flavour == cloud || $flavour == host ]] || die "--flavour must be cloud or host: '$flavour'"
+load_kernel "$flavour"
 
 here="$MINIVMM_IMAGES_DIR"
-inputs=("$here/build-initramfs.sh" "$here/lib/common.sh" "$here/init.sh" "$here/helpers/outb-exit.c")
+inputs=("$here/build-initramfs.sh" "$here/lib/common.sh" "$here/init.sh" "$here/helpers/outb-exit.c"
+  "$here/helpers/fs-bench.c")
 key="$({
   echo "$KERNEL_PKG $KERNEL_PKG_VERSION"
   echo "modules: $modules"
@@ -62,6 +70,8 @@ else
   install -m 0755 "$here/init.sh" "$stage/init"
   cc -static -Os -Wall -Werror -o "$stage/bin/outb-exit" "$here/helpers/outb-exit.c" ||
     die "cannot build the static helper outb-exit (cc -static: libc6-dev has libc.a)"
+  cc -static -O2 -Wall -Werror -o "$stage/bin/fs-bench" "$here/helpers/fs-bench.c" ||
+    die "cannot build the static helper fs-bench (cc -static)"
   cp -r "$here/scenarios" "$stage/scenarios"
   chmod 0755 "$stage"/scenarios/*
   mod_closure "$KERNEL_ROOT" "$KERNEL_VERSION" $modules >"$stage/lib/modules/load.list"

@@ -23,6 +23,9 @@ core=(
   acpica-tools
   # guest images (kernel .debs unpacked, depmod, initramfs, ext4) and the nested KVM host
   qemu-system-x86 busybox-static kmod e2fsprogs cpio gzip xz-utils zstd
+  # /usr/lib/qemu/virtiofsd (--fs, the e2e case fs, bench/fs.sh); qemu-system-x86 pulls it
+  # in, named here since minivmm starts it itself
+  qemu-system-common
   # the minimal guest kernel (images/build-minimal-kernel.sh)
   linux-source-6.1 build-essential bc bison flex libelf-dev lz4 perl
 )

@@ -15,7 +15,7 @@
 #    KVM, else in the nested KVM host, which then boots only once for all cases.
 #
 # Environment: MINIVMM_E2E_ONLY="boot disk rng persist readonly rng-off multi reboot panic clean
-#   minimal hvc0 port exit timeout vmlinux hostroot durability" (subset), MINIVMM_E2E_MINIMAL=0 (skip the minimal kernel, loudly),
+#   minimal hvc0 port exit timeout vmlinux fs hostroot durability" (subset), MINIVMM_E2E_MINIMAL=0 (skip the minimal kernel, loudly),
 #   MINIVMM_E2E_MINIMAL_TIMEOUT (s to wait for building it, default 600; past that
 #   the case is skipped and the build goes on in the background),
 #   MINIVMM_E2E_BOOT_TIMEOUT (per boot, default 120 s), MINIVMM_CACHE, and the

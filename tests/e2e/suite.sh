@@ -505,6 +505,116 @@ if selected port; then
   fi
 fi
 
+# --- 9b: virtio-fs: minivmm's own virtiofsd, both ways, read-only, reset, backend death ---
+# Root only (minivmm starts /usr/lib/qemu/virtiofsd itself for path=; the suite runs as root
+# in the nested host). Boot 1 shares two fresh dirs on the local tmpfs: `share` (rw) and
+# `ro` (readonly=on). The guest (scenario virtiofs) reads a random host file on each (its
+# sha256 must be the host's), writes a seeded pattern to `share` (the host regenerates it),
+# tries to write `ro` (create, append, mkdir, rename: each must fail with EROFS; the host dir
+# must be unchanged), resets both devices (driver unbind + bind: a new activation on the
+# same virtiofsd connection) and does it all again, then reboots (minivmm exits 0) and no
+# virtiofsd of this boot may be left. Boot 2, a new minivmm on the same `share`, reads what
+# boot 1 wrote, writes a file, then the host SIGKILLs its virtiofsd: minivmm must stay up,
+# log one line saying so, set DEVICE_NEEDS_RESET (the guest sees 0x40 in the device's
+# status), and end with the guest's status (0) when the guest powers off.
+if selected fs; then
+  vfsd=/usr/lib/qemu/virtiofsd
+  if [[ ! -x $vfsd ]]; then
+    skip virtio-fs "no $vfsd (Debian package qemu-system-common; tests/install-deps.sh installs it)"
+  elif [[ $(id -u) != 0 ]]; then
+    skip virtio-fs "not root: minivmm starts virtiofsd only as root"
+  elif [[ $("$vmm" --help 2>/dev/null) != *"--fs SPEC"* ]]; then  # (not | grep -q: SIGPIPE)
+    skip virtio-fs "this minivmm has no --fs"
+  else
+    begin virtio-fs
+    fsd="$local_tmp/fs"
+    mkdir -p "$fsd/share" "$fsd/ro"
+    head -c 1048576 /dev/urandom >"$fsd/share/host.bin"
+    head -c 65536 /dev/urandom >"$fsd/ro/host-ro.bin"
+    share_sha="$(sha <"$fsd/share/host.bin")" ro_sha="$(sha <"$fsd/ro/host-ro.bin")"
+    ro_list() { (cd "$fsd/ro" && ls -la --time-style=+%s . && sha256sum ./*) 2>&1 | sha; }  # names, sizes, times, bytes
+    ro_before="$(ro_list)"
+    seed="$RANDOM$RANDOM" lines=4096  # 4096 lines of ~40 bytes: 160 KiB
+    vfs_pattern() { awk -v s="$1" -v n="$2" 'BEGIN { for (i = 0; i < n; i++) printf "minivmm-vfs %s %015d\n", s, i }'; }
+    want="$(vfs_pattern "$seed" "$lines" | sha)" want2="$(vfs_pattern "$seed.2" 100 | sha)"
+    before_vfsd=" $(pgrep -x virtiofsd | tr '\n' ' ')"
+    vfsd_left() {  # vfsd_left WHEN: no virtiofsd but those running before the case
+      local p left=""
+      for p in $(pgrep -x virtiofsd); do [[ $before_vfsd == *" $p "* ]] || left+=" $p"; done
+      [[ -z $left ]] || fail "virtiofsd left running $1, after minivmm exited: pid$left"
+    }
+    ops="devices,mount:share,mount:ro,read:share:host.bin,read:ro:host-ro.bin,write:share:guest.txt:$seed:$lines,rowrite:ro"
+    ops+=",reset,read:share:guest.txt,read:ro:host-ro.bin,write:share:after-reset.txt:$seed.2:100,rowrite:ro"
+    boot fs-rw --kernel "$kernel" --initrd "$initrd" --cpus 1 --memory 512M --rng off \
+      --fs "tag=share,path=$fsd/share" --fs "tag=ro,path=$fsd/ro,readonly=on" \
+      --cmdline "$base_cmdline minivmm.wait=0 minivmm.scenario=virtiofs minivmm.arg=$ops minivmm.exit=reboot"
+    expect_status 0
+    expect_grep "reboot requested" "MINIVMM-RESULT exit=reboot"
+    expect_res modules ok
+    expect_res vfs.devices 2
+    expect_res vfs.mount.share ok
+    expect_res vfs.mount.ro ok
+    expect "guest sha256 of the host's file (rw share)" "$share_sha" "$(res vfs.read.share.host.bin)"
+    expect "guest sha256 of the host's file (read-only share)" "$ro_sha" "$(res vfs.read.ro.host-ro.bin)"
+    expect_res vfs.write.share.guest.txt ok
+    expect "guest sha256 of what it wrote" "$want" "$(res vfs.wrote.share.guest.txt)"
+    expect "host sha256 of the guest's file" "$want" "$(sha <"$fsd/share/guest.txt" 2>&1)"
+    expect "guest sha256 of its file after the reset" "$want" "$(res vfs.read.share.guest.txt)"
+    expect_res vfs.write.share.after-reset.txt ok
+    expect "host sha256 of the file written after the reset" "$want2" "$(sha <"$fsd/share/after-reset.txt" 2>&1)"
+    expect_res vfs.rowrite.ro refused
+    expect_res vfs.rowrite.ro.err Read-only_file_system
+    [[ $(ro_list) == "$ro_before" ]] ||
+      fail "the read-only share's host dir changed: $(ls -la "$fsd/ro" | tail -n +2 | awk '{ print $5, $NF }' | tr '\n' ' ')"
+    expect_res vfs.reset ok
+    expect "virtio-fs devices bound again after the reset" 2 "$(res devices)"
+    expect "shares mounted again after the reset" 2 "$(res shares)"
+    expect_res status pass
+    vfsd_left "after the reboot"
+
+    # Boot 2: virtiofsd killed while the guest runs.
+    klog="$run/fs-kill.console" kvmm="$run/fs-kill.vmm"
+    cur_log="$klog"
+    record progress "boot fs-kill $sel_last"
+    "$vmm" --serial "file=$klog" --log-level info --kernel "$kernel" --initrd "$initrd" --cpus 1 --memory 512M \
+      --rng off --status-file "$run/fs-kill.status" --timeout "$boot_timeout" --fs "tag=share,path=$fsd/share" \
+      --cmdline "$base_cmdline minivmm.wait=0 minivmm.scenario=virtiofs minivmm.arg=mount:share,read:share:guest.txt,write:share:k.txt:$seed.k:100,kill:share:20" \
+      </dev/null >"$kvmm" 2>&1 &
+    pid=$!
+    for ((w = 0; w < boot_timeout * 10; w++)); do
+      grep -aq 'MINIVMM-RESULT vfs.kill.share=ready' "$klog" 2>/dev/null && break
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    daemon="$(pgrep -P "$pid" -x virtiofsd | head -n1)"
+    if ! grep -aq 'MINIVMM-RESULT vfs.kill.share=ready' "$klog" 2>/dev/null; then
+      fail "the guest never got to the kill (no vfs.kill.share=ready)"
+    elif [[ -z $daemon ]]; then
+      fail "no virtiofsd child of minivmm (pid $pid) to kill: $(ps -o pid=,comm= --ppid "$pid" | tr '\n' ' ')"
+    else
+      kill -KILL "$daemon"
+      sleep 2
+      kill -0 "$pid" 2>/dev/null || fail "minivmm (pid $pid) is gone 2 s after its virtiofsd was killed"
+    fi
+    wait "$pid"
+    status=$?
+    echo "e2e:   boot fs-kill: minivmm exit $status (virtiofsd pid ${daemon:-none} killed)" >&2
+    expect_status 0
+    expect "status file" "0 guest-exit" "$(cut -d' ' -f1-2 "$run/fs-kill.status" 2>&1)"
+    expect "guest sha256 of boot 1's file in a new minivmm" "$want" "$(res vfs.read.share.guest.txt)"
+    expect_res vfs.write.share.k.txt ok
+    expect "host sha256 of the file written before the kill" "$(vfs_pattern "$seed.k" 100 | sha)" "$(sha <"$fsd/share/k.txt" 2>&1)"
+    expect_res vfs.needs_reset.share yes
+    [[ -n $(res vfs.alive) ]] || fail "the guest did not report it was alive after the kill (vfs.alive)"
+    expect_res status pass
+    n="$(grep -cE 'virtiofsd \(pid [0-9]+\) (exited|was killed)' "$kvmm")"
+    expect "log lines saying virtiofsd ended (${kvmm##*/})" 1 "$n"
+    vfsd_left "after the kill"
+    echo "e2e:   virtio-fs: after the kill the guest's lookup was '$(res vfs.after_kill.share)', NEEDS_RESET after $(res after)" >&2
+    end
+  fi
+fi
+
 # --- --host-root --exec: a command on the host's own root ------------------------
 # The cloud kernel boots on the host's / (read-only over virtio-fs, minivmm's own virtiofsd
 # and initramfs, modules from the kernel's tree) and runs one command: its stdout and stderr
