@@ -116,6 +116,12 @@ JailLimits jail_limits_for(const VmConfig& config) {
   JailLimits limits;
   bool files_grow = config.serial.mode == SerialMode::kFile ||
                     (config.console && config.console->mode == SerialMode::kFile);
+  // stdout or stderr redirected to a file (a CI log: the console, an --exec command's
+  // output, minivmm's own lines) grows as well.
+  for (int fd : {STDOUT_FILENO, STDERR_FILENO}) {
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) files_grow = true;
+  }
   for (const PortConfig& port : config.ports) {
     if (port.socket.empty()) {
       files_grow = true;
