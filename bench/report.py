@@ -102,7 +102,8 @@ if os.path.exists(os.path.join(bench, "RESULTS.md")):
         OLD_PAGE = f.read()
 SUMMARY_PREFIXES = {"1": ("start-up", "main()"), "2": ("memory",), "3": ("Linux (",),
                     "4": ("bench_blk",), "5": ("in-guest dd",), "7": ("console",),
-                    "7b": ("seccomp on vs off",), "8": ("virtio-fs",)}
+                    "7b": ("seccomp on vs off",), "8": ("virtio-fs",),
+                    "8b": ("--host-root --exec",)}
 marks = []  # (section number, index in md, index in summary, has raw results)
 
 
@@ -695,6 +696,8 @@ section("7b", False)
 # 8 (virtio-fs next to QEMU's vhost-user-fs and 9p: bench/fs.sh) likewise, by hand from its
 # fs.txt; it needs root in the nested host and takes minutes, so run-all.sh does not run it.
 section("8", False)
+# 8b (--host-root --exec latency next to QEMU microvm: bench/hostroot-exec.sh) likewise.
+section("8b", False)
 
 section("end", True)
 for k in reversed(range(len(marks) - 1)):
