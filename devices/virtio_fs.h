@@ -11,7 +11,7 @@
 //    InterruptStatus says so, which a backend cannot set. So the backend signals an eventfd
 //    of ours and the worker raises the interrupt through the transport;
 //  - each reset: GET_VRING_BASE per ring, which is what stops a ring in virtiofsd; a
-//    later activation (a guest reboot or driver reload) uses the same connection;
+//    later activation (the driver unbound and bound again) uses the same connection;
 //  - the backend's death (its socket hangs up, a ring's err eventfd, or the VMM telling
 //    backend_gone()): the device sets DEVICE_NEEDS_RESET and is not used again. Requests
 //    the backend had taken never complete (the guest's processes that wait for them block);
