@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# hostroot-qemu-test.sh PACK_HOSTROOT — CTest hostroot_init_qemu: minivmm's host-root guest
+# hostroot-qemu-test.sh PACK_HOSTROOT — a manual check (not a CTest: tests/boot/CMakeLists.txt says why) of minivmm's host-root guest
 # init under QEMU microvm (hostroot-qemu.sh), checked case by case:
 #   a command's stdout and stderr arrive apart and its status 0 or 3 comes back;
 #   a command killed by SIGKILL reports 137; a missing working directory 125 with one

@@ -658,6 +658,21 @@ if selected hostroot; then
     [[ -e $probe ]] && fail "the guest's write to $probe reached the host"
     [[ -e /minivmm-e2e-$token ]] && fail "the guest wrote to the host's /"
     rm -f "$probe" "/minivmm-e2e-$token"
+    # A command killed by a signal reports 128 + N, as a shell does; the init's own failure
+    # (a --cwd the host does not have) is 125 with one line on the command's stderr.
+    for c in "137|kill -9 \$\$|" "125|true|--cwd /nonexistent-$token"; do
+      IFS='|' read -r want cmd extra <<<"$c"
+      record progress "boot host-root-$want $sel_last"
+      # shellcheck disable=SC2086  # $extra: the optional --cwd and its value
+      "$vmm" "${hr[@]}" $extra --exec "$cmd" </dev/null >"$run/hostroot$want.out" \
+        2>"$run/hostroot$want.err"
+      status=$?
+      echo "e2e:   boot host-root-$want: minivmm exit $status" >&2
+      cur_log="$run/hostroot$want.err"
+      expect_status "$want"
+    done
+    grep -q "^minivmm-init: error: .*nonexistent-$token" "$run/hostroot125.err" ||
+      fail "stderr of the bad --cwd has no 'minivmm-init: error: ...' line: $(head -c 300 "$run/hostroot125.err")"
   fi
   end
 fi
