@@ -26,7 +26,7 @@ namespace minivmm::devices {
 namespace {
 
 // Where the host's root is bound for its daemon (see child_main).
-constexpr const char* kRootShare = "/tmp/minivmm-root";
+constexpr const char* kRootShare = "/run/minivmm-root";
 
 // What the child failed at before exec, reported through a close-on-exec pipe.
 enum ChildStep : int { kStepMountNs = 1, kStepBind, kStepRemount, kStepFds, kStepExec };
@@ -66,12 +66,12 @@ const char* step_text(int step) {
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) die(kStepMountNs);
   // The share is DIR bound onto itself -- except the host's root: binding / onto / as well
   // leaves virtiofsd's own pivot_root(".", ".") failing (EBUSY). That one is bound at
-  // kRootShare instead, on a tmpfs over /tmp in this namespace (a host-root guest has its
-  // own /tmp).
+  // kRootShare instead, on a tmpfs over /run in this namespace, which the share then shows
+  // in place of the host's /run (a host-root guest mounts a fresh /run anyway).
   const char* target = dir;
   if (dir[0] == '/' && dir[1] == '\0') {
     target = kRootShare;
-    if (::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700") != 0 ||
+    if (::mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700") != 0 ||
         ::mkdir(kRootShare, 0700) != 0) {
       die(kStepBind);
     }

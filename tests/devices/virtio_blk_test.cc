@@ -336,14 +336,24 @@ TEST_CASE("blk device: event-idx suppresses interrupts until used_event", "[blk]
   c.poll_us = 0;  // the last check reads avail_event, which polling leaves behind meanwhile
   BlkHarness h(c);
   h.activate(test::blk_features_all(), /*event_idx=*/true);
+  // The worker signals just after it publishes the used element that run() waits for: an
+  // interrupt is awaited (up to 2 s), and one that must not come gets 50 ms to show up.
+  auto settled = [&h](uint64_t expected) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (h.irq.count() < expected && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return h.irq.count();
+  };
   h.dq.set_used_event(5);             // the driver wants an interrupt once used idx passes 5
   h.run(devices::kBlkTFlush, 0, {});  // first notification is always sent
-  const uint64_t first = h.irq.count();
+  const uint64_t first = settled(1);
   CHECK(first == 1);
   for (int i = 0; i < 3; ++i) h.run(devices::kBlkTFlush, 0, {});
-  CHECK(h.irq.count() == first);  // used idx 4: not yet
+  CHECK(settled(first) == first);  // used idx 4: not yet
   for (int i = 0; i < 3; ++i) h.run(devices::kBlkTFlush, 0, {});
-  CHECK(h.irq.count() == first + 1);
+  CHECK(settled(first + 1) == first + 1);
   // The device asks to be notified at its next avail index (avail_event).
   CHECK(h.dq.avail_event() == h.dq.avail_idx());
 }

@@ -630,13 +630,15 @@ if selected hostroot; then
     token="hr-$RANDOM-$$"
     record progress "boot host-root-3 $sel_last"
     t0=$SECONDS
-    (cd "$run" && "$vmm" "${hr[@]}" --exec "echo out-$token; echo err-$token >&2; exit 3") \
+    # From a directory below /tmp (where a CI checkout may be): the guest must find it.
+    (cd "$local_tmp" && "$vmm" "${hr[@]}" --exec "echo out-$token; pwd; echo err-$token >&2; exit 3") \
       </dev/null >"$run/hostroot.out" 2>"$run/hostroot.err"
     status=$?
     echo "e2e:   boot host-root-3: minivmm exit $status in $((SECONDS - t0))s" >&2
     cur_log="$run/hostroot.err"
     expect_status 3
-    expect "the command's stdout" "out-$token" "$(cat "$run/hostroot.out")"
+    expect "the command's stdout (and its cwd, below /tmp)" "out-$token|$local_tmp" \
+      "$(paste -sd'|' "$run/hostroot.out")"
     expect "the command's stderr (nothing of minivmm's, nothing of virtiofsd's)" "err-$token" \
       "$(cat "$run/hostroot.err")"
     # The host's userspace and files, the kernel's release, the cwd; /etc writable in the

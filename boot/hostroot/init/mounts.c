@@ -5,12 +5,13 @@
  *   /            virtio-fs, read-only (the host's files are never written)
  *   /etc /var    overlayfs (Documentation/filesystems/overlayfs.rst): the host's directory as
  *   /root /home  the lower layer, a tmpfs as the upper: writable, changes lost at power-off
- *   /tmp /run    fresh tmpfs (nothing of the host's runtime state, no host sockets)
+ *   /tmp         (/tmp so that a command run below the host's /tmp finds its directory)
+ *   /run         fresh tmpfs (nothing of the host's runtime state, no host sockets)
  *   /proc /sys /dev (devtmpfs, with /dev/pts, /dev/shm and the /dev/fd, /dev/std* links):
  *                the guest's own
  *
- * Without overlayfs (no `overlay` module and not built in) /root and /home become empty
- * tmpfs, /var/tmp and /var/log too, and /etc and the rest of /var stay read-only: a warning
+ * Without overlayfs (no `overlay` module and not built in) /root, /home and /tmp become
+ * empty tmpfs, /var/tmp and /var/log too, and /etc and the rest of /var stay read-only: a warning
  * says so. A directory the host does not have (or has as a symlink) is left alone. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -146,22 +147,24 @@ void mount_host_root(struct Init* init) {
     do_mount(init, "tmpfs", kOverlayBase, "tmpfs", 0, "mode=0755");
   } else {
     say(init, "warning",
-        "no overlay file system: /etc and /var stay read-only, /root and "
-        "/home are empty tmpfs");
+        "no overlay file system: /etc and /var stay read-only, /root, /home and "
+        "/tmp are empty tmpfs");
   }
-  static const char* const kOverlaid[] = {"etc", "var", "root", "home"};
+  /* /tmp too: a command run from a directory below the host's /tmp (a CI checkout) must
+   * find it there. */
+  static const char* const kOverlaid[] = {"etc", "var", "root", "home", "tmp"};
   for (size_t i = 0; i < sizeof kOverlaid / sizeof kOverlaid[0]; ++i) {
     const char* dir = kOverlaid[i];
     if (!host_has_dir(dir)) continue;
     if (overlay && mount_overlay(init, dir)) continue;
     if (strcmp(dir, "root") == 0) mount_tmpfs(init, dir, "0700");
     if (strcmp(dir, "home") == 0) mount_tmpfs(init, dir, "0755");
+    if (strcmp(dir, "tmp") == 0) mount_tmpfs(init, dir, "1777");
     if (strcmp(dir, "var") == 0) {
       if (host_has_dir("var/tmp")) mount_tmpfs(init, "var/tmp", "1777");
       if (host_has_dir("var/log")) mount_tmpfs(init, "var/log", "0755");
     }
   }
-  if (host_has_dir("tmp")) mount_tmpfs(init, "tmp", "1777");
   if (host_has_dir("run")) mount_tmpfs(init, "run", "0755");
   static const char* const kMoved[] = {"proc", "sys", "dev"};
   for (size_t i = 0; i < sizeof kMoved / sizeof kMoved[0]; ++i) {
