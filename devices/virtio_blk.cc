@@ -99,11 +99,8 @@ VirtioBlock::~VirtioBlock() {
 }
 
 void VirtioBlock::read_config(uint64_t offset, std::span<uint8_t> data) const {
-  // virtio 1.2 §2.5: reads past the end of the space read zeroes.
-  std::fill(data.begin(), data.end(), uint8_t{0});
-  if (offset >= sizeof(config_)) return;
-  const size_t n = std::min<size_t>(data.size(), sizeof(config_) - static_cast<size_t>(offset));
-  std::memcpy(data.data(), reinterpret_cast<const uint8_t*>(&config_) + offset, n);
+  virtio::read_config_window({reinterpret_cast<const uint8_t*>(&config_), sizeof(config_)},
+                             offset, data);
 }
 
 void VirtioBlock::write_config(uint64_t offset, std::span<const uint8_t> data) {

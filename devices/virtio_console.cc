@@ -121,9 +121,7 @@ void VirtioConsole::read_config(uint64_t offset, std::span<uint8_t> data) const 
   put_le16(&config[0], cols_.load(std::memory_order_relaxed));
   put_le16(&config[2], rows_.load(std::memory_order_relaxed));
   put_le32(&config[4], max_ports());
-  for (size_t i = 0; i < data.size(); ++i) {
-    data[i] = offset + i < config.size() ? config[offset + i] : uint8_t{0};
-  }
+  virtio::read_config_window(config, offset, data);
 }
 
 void VirtioConsole::write_config(uint64_t offset, std::span<const uint8_t> data) {

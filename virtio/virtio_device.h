@@ -9,7 +9,9 @@
 // on the vCPU thread that accessed the transport's registers, serialised by the transport.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <span>
@@ -38,6 +40,17 @@ struct ActivateContext {
 struct ActivateError {
   std::string message;
 };
+
+// What read_config() does for a device whose config space is the bytes `config`: copies
+// the `out.size()` bytes at `offset`; bytes past the end read as zero (virtio 1.2 §2.5).
+// Safe for any offset.
+inline void read_config_window(std::span<const uint8_t> config, uint64_t offset,
+                               std::span<uint8_t> out) {
+  std::fill(out.begin(), out.end(), uint8_t{0});
+  if (offset >= config.size()) return;
+  const size_t n = std::min<size_t>(out.size(), config.size() - static_cast<size_t>(offset));
+  std::memcpy(out.data(), config.data() + offset, n);
+}
 
 class VirtioDevice {
  public:
