@@ -66,10 +66,8 @@ void VirtioFs::read_config(uint64_t offset, std::span<uint8_t> data) const {
   FsConfig config{};
   std::memcpy(config.tag, options_.tag.data(), options_.tag.size());
   config.num_request_queues = kNumRequestQueues;
-  const auto* bytes = reinterpret_cast<const uint8_t*>(&config);
-  for (size_t i = 0; i < data.size(); ++i) {
-    data[i] = offset + i < sizeof(config) ? bytes[offset + i] : 0;
-  }
+  virtio::read_config_window({reinterpret_cast<const uint8_t*>(&config), sizeof(config)}, offset,
+                             data);
 }
 
 std::optional<virtio::ActivateError> VirtioFs::activate(const virtio::ActivateContext& ctx) {
@@ -180,14 +178,16 @@ void VirtioFs::lost(const std::string& why, bool hangup) {
   } else {
     spdlog::debug("{}: {}", options_.name, why);
   }
-  if (virtio::VirtioInterrupt* irq = interrupt_.load(std::memory_order_acquire)) {
-    irq->set_needs_reset();
-  }
+  ask_for_reset();
 }
 
 void VirtioFs::backend_gone() {
-  logged_.store(true);
+  logged_.store(true);  // the VMM's own line says it
   gone_.store(true, std::memory_order_release);
+  ask_for_reset();
+}
+
+void VirtioFs::ask_for_reset() {
   if (virtio::VirtioInterrupt* irq = interrupt_.load(std::memory_order_acquire)) {
     irq->set_needs_reset();
   }

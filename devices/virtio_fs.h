@@ -82,6 +82,7 @@ class VirtioFs final : public virtio::VirtioDevice {
   // The backend is unusable: log once, ask for a reset. A hang-up of minivmm's own daemon is
   // the VMM's to report.
   void lost(const std::string& why, bool hangup = false);
+  void ask_for_reset();  // DEVICE_NEEDS_RESET, once the device was activated
 
   Options options_;
   VhostUserFrontend frontend_;
@@ -92,7 +93,9 @@ class VirtioFs final : public virtio::VirtioDevice {
   std::vector<bool> started_;           // worker: rings the backend runs
   std::atomic<bool> gone_{false};
   std::atomic<bool> logged_{false};
-  std::atomic<virtio::VirtioInterrupt*> interrupt_{nullptr};  // while active
+  // The transport, from the first activation on (it outlives the device; after a reset its
+  // set_needs_reset() does nothing).
+  std::atomic<virtio::VirtioInterrupt*> interrupt_{nullptr};
   VirtioWorker worker_;  // last: stopped first
 };
 
