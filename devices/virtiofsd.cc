@@ -216,22 +216,21 @@ std::optional<std::string> Virtiofsd::reap() {
 void Virtiofsd::stop(int grace_ms) {
   if (reaped_ || pid_ < 0) return;
   ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGTERM, nullptr, 0);
+  wait_or_kill(grace_ms);
+}
+
+Virtiofsd::~Virtiofsd() {
+  if (reaped_ || pid_ < 0) return;
+  wait_or_kill(2000);  // its connection is closed by now, which ends it
+}
+
+void Virtiofsd::wait_or_kill(int grace_ms) {
   pollfd p{pidfd_.get(), POLLIN, 0};
   if (::poll(&p, 1, grace_ms) <= 0) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
   siginfo_t info{};
   while (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED) != 0 && errno == EINTR) {
   }
   reaped_ = true;
-}
-
-Virtiofsd::~Virtiofsd() {
-  if (reaped_ || pid_ < 0) return;
-  // Its connection is closed by now, which ends it.
-  pollfd p{pidfd_.get(), POLLIN, 0};
-  if (::poll(&p, 1, 2000) <= 0) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
-  siginfo_t info{};
-  while (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED) != 0 && errno == EINTR) {
-  }
 }
 
 }  // namespace minivmm::devices

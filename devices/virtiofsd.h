@@ -60,6 +60,8 @@ class Virtiofsd {
 
  private:
   Virtiofsd(pid_t pid, vmm::UniqueFd pidfd) : pid_(pid), pidfd_(std::move(pidfd)) {}
+  // Up to `grace_ms` for the daemon to end, then SIGKILL; reaps it.
+  void wait_or_kill(int grace_ms);
   pid_t pid_ = -1;
   vmm::UniqueFd pidfd_;
   bool reaped_ = false;
