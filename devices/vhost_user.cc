@@ -65,7 +65,7 @@ VhostUserFrontend::Status VhostUserFrontend::handshake(uint64_t wanted_protocol,
   auto features = get_u64(vu::kGetFeatures);
   if (!features) return features.error();
   backend_features_ = *features;
-  if (backend_features_ & (uint64_t{1} << vu::kFProtocolFeatures)) {
+  if (speaks_protocol_features()) {
     auto offered = get_u64(vu::kGetProtocolFeatures);
     if (!offered) return offered.error();
     protocol_features_ = *offered & wanted_protocol;
@@ -84,9 +84,7 @@ VhostUserFrontend::Status VhostUserFrontend::handshake(uint64_t wanted_protocol,
 }
 
 VhostUserFrontend::Status VhostUserFrontend::set_features(uint64_t features) {
-  if (protocol_features_ != 0 || (backend_features_ & (uint64_t{1} << vu::kFProtocolFeatures))) {
-    features |= uint64_t{1} << vu::kFProtocolFeatures;
-  }
+  if (speaks_protocol_features()) features |= uint64_t{1} << vu::kFProtocolFeatures;
   return send_u64(vu::kSetFeatures, features);
 }
 
@@ -133,7 +131,7 @@ VhostUserFrontend::Status VhostUserFrontend::set_vring(const VhostUserVring& rin
 }
 
 VhostUserFrontend::Status VhostUserFrontend::set_vring_enable(uint32_t index, bool enable) {
-  if (!(backend_features_ & (uint64_t{1} << vu::kFProtocolFeatures))) return {};
+  if (!speaks_protocol_features()) return {};
   return send(vu::kSetVringEnable, bytes_of(vu::VringState{index, enable ? 1u : 0u}));
 }
 

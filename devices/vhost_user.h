@@ -166,6 +166,11 @@ class VhostUserFrontend {
   bool broken() const { return broken_; }
 
  private:
+  // The backend offered kFProtocolFeatures: GET/SET_PROTOCOL_FEATURES, SET_VRING_ENABLE,
+  // and the bit in SET_FEATURES.
+  bool speaks_protocol_features() const {
+    return (backend_features_ & (uint64_t{1} << vhost_user::kFProtocolFeatures)) != 0;
+  }
   // One request; with `ack` and REPLY_ACK negotiated it asks for and checks the ack.
   Status send(uint32_t request, std::span<const uint8_t> payload, std::span<const int> fds = {},
               bool ack = true);
