@@ -69,6 +69,7 @@ class VirtioFs final : public virtio::VirtioDevice {
   void write_config(uint64_t, std::span<const uint8_t>) override {}  // §5.11.4: read-only
   std::optional<virtio::ActivateError> activate(const virtio::ActivateContext& ctx) override;
   void reset() override;
+  bool needs_shared_memory() const override { return true; }
 
   // The backend process ended: the device stops using it and asks the driver for a reset.
   void backend_gone();

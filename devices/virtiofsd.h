@@ -17,13 +17,12 @@
 //  - its own session (a Ctrl-C on minivmm's terminal is minivmm's to handle), every
 //    signal reset, no fd of minivmm's but the socket, and SIGKILL when minivmm dies.
 //
-// Threads: the VMM's main thread (start, reap, the destructor).
+// Threads: the VMM's main thread.
 #pragma once
 
-#include <sys/types.h>
-
-#include <optional>
 #include <string>
+
+#include "devices/child_process.h"
 
 #include "virtio/result.h"
 #include "vmm/fd.h"
@@ -34,42 +33,17 @@ class Virtiofsd {
  public:
   static constexpr const char* kDefaultPath = "/usr/lib/qemu/virtiofsd";
 
-  struct Started;
+  struct Started {
+    // virtiofsd answers SIGTERM (ChildProcess::stop) by exiting quietly; stop it before its
+    // connection closes (a hang-up first makes it log "Unexpected poll revents"). Left
+    // alone, it exits when its connection closes.
+    ChildProcess daemon;
+    vmm::UniqueFd socket;  // connected to the daemon
+  };
   // Checks what can be checked first (root, the binary, the directory), then starts the
   // daemon. On success the socket connected to it; errors are one line for the user.
   static Result<Started, std::string> start(const std::string& tag, const std::string& dir,
                                             bool read_only);
-
-  Virtiofsd(const Virtiofsd&) = delete;
-  Virtiofsd& operator=(const Virtiofsd&) = delete;
-  Virtiofsd(Virtiofsd&&) noexcept;
-  Virtiofsd& operator=(Virtiofsd&&) = delete;
-  // Waits up to 2 s for the daemon to end (stop() or its connection closed), then kills it;
-  // reaps it either way.
-  ~Virtiofsd();
-
-  pid_t pid() const { return pid_; }
-  // Readable once the daemon ended (a pidfd): the VMM's main loop waits on it.
-  int exit_fd() const { return pidfd_.get(); }
-  // Ends the daemon: SIGTERM, which virtiofsd answers by exiting quietly, then up to
-  // `grace_ms` for it to go, then SIGKILL; reaps it. Call it before its connection closes
-  // (a hang-up first makes it log "Unexpected poll revents"). Nothing when it already ended.
-  void stop(int grace_ms = 2000);
-  // Reaps the daemon if it ended: "exited with status N" / "was killed by signal N".
-  std::optional<std::string> reap();
-
- private:
-  Virtiofsd(pid_t pid, vmm::UniqueFd pidfd) : pid_(pid), pidfd_(std::move(pidfd)) {}
-  // Up to `grace_ms` for the daemon to end, then SIGKILL; reaps it.
-  void wait_or_kill(int grace_ms);
-  pid_t pid_ = -1;
-  vmm::UniqueFd pidfd_;
-  bool reaped_ = false;
-};
-
-struct Virtiofsd::Started {
-  Virtiofsd daemon;
-  vmm::UniqueFd socket;  // connected to the daemon
 };
 
 }  // namespace minivmm::devices

@@ -84,6 +84,10 @@ class VirtioDevice {
   // to call when not activated. When it returns the transport may reset the queues.
   virtual void reset() = 0;
 
+  // The device's rings are served by another process that maps guest RAM itself (a
+  // vhost-user backend): the VMM then makes guest RAM shareable (a memfd).
+  virtual bool needs_shared_memory() const { return false; }
+
   // The VM is stopping (after reset()): make what the guest wrote durable on the host (a
   // disk's fdatasync). Errors are logged, not returned: the VM is done either way.
   virtual void sync_to_host() {}

@@ -142,6 +142,21 @@ JailLimits jail_limits_for(const VmConfig& config) {
   return limits;
 }
 
+// A stream connection to the unix socket at `path` (a backend someone else started); the
+// error says "cannot connect to <what> PATH: why".
+Result<UniqueFd, std::string> connect_unix(const std::string& path, const char* what) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) return "socket=" + path + " is too long a path";
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!socket.valid() ||
+      ::connect(socket.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return std::string("cannot connect to ") + what + " " + path + ": " + std::strerror(errno);
+  }
+  return socket;
+}
+
 }  // namespace
 
 Vm::Vm(const VmConfig& config, std::chrono::steady_clock::time_point start)
@@ -362,61 +377,58 @@ void Vm::create_filesystems(const VmConfig& config) {
   // --host-root: the host's / for the init to mount read-only.
   if (config.host_root) all.push_back({std::string(boot::kHostRootTag), "/", "", true});
   for (const FsConfig& fs : all) {
-    FsShare share{"virtio-fs tag=" + fs.tag, std::nullopt, nullptr};
+    const std::string name = "virtio-fs tag=" + fs.tag;
+    std::optional<devices::ChildProcess> daemon;
     UniqueFd socket;
     if (!fs.path.empty()) {
       auto started = devices::Virtiofsd::start(fs.tag, fs.path, fs.read_only);
       if (!started) throw VmError(started.error(), kExitVmmError);
-      share.daemon.emplace(std::move(started->daemon));
+      daemon.emplace(std::move(started->daemon));
       socket = std::move(started->socket);
-      spdlog::debug("{}: virtiofsd pid {} for {}{}", share.name, share.daemon->pid(), fs.path,
+      spdlog::debug("{}: virtiofsd pid {} for {}{}", name, daemon->pid(), fs.path,
                     fs.read_only ? " (read-only)" : "");
     } else {
-      socket = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-      sockaddr_un addr{};
-      addr.sun_family = AF_UNIX;
-      if (fs.socket.size() >= sizeof(addr.sun_path)) {
-        throw VmError("--fs tag=" + fs.tag + ": socket=" + fs.socket + " is too long a path",
-                      kExitUsage);
+      auto connected = connect_unix(fs.socket, "the vhost-user socket");
+      if (!connected) {
+        throw VmError("--fs tag=" + fs.tag + ": " + connected.error(), kExitVmmError);
       }
-      std::memcpy(addr.sun_path, fs.socket.data(), fs.socket.size());
-      if (!socket.valid() ||
-          ::connect(socket.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-        throw VmError("--fs tag=" + fs.tag + ": cannot connect to the vhost-user socket " +
-                          fs.socket + ": " + std::strerror(errno),
-                      kExitVmmError);
-      }
+      socket = std::move(connected).value();
     }
-    devices::VirtioFs::Options options{fs.tag, share.name, share.daemon.has_value()};
+    devices::VirtioFs::Options options{fs.tag, name, daemon.has_value()};
+    std::shared_ptr<devices::VirtioFs> device;
     try {
-      share.device = std::make_shared<devices::VirtioFs>(std::move(options), std::move(socket));
+      device = std::make_shared<devices::VirtioFs>(std::move(options), std::move(socket));
     } catch (const std::exception& e) {
       std::string why = e.what();
-      if (share.daemon) {
-        // A daemon that failed at start said why on stderr; it has exited, or is about to.
-        pollfd p{share.daemon->exit_fd(), POLLIN, 0};
-        ::poll(&p, 1, 1000);
-        if (auto how = share.daemon->reap()) why += " (virtiofsd " + *how + ": see its messages)";
+      // A daemon that failed at start said why on stderr; it has exited, or is about to.
+      if (daemon) {
+        if (auto how = daemon->reap_within(1000)) why += " (virtiofsd " + *how + ": see its messages)";
       }
       throw VmError("--fs tag=" + fs.tag + ": " + why, kExitVmmError);
     }
-    add_virtio_device(share.name, share.device);
-    shares_.push_back(std::move(share));
+    add_virtio_device(name, device);
+    if (daemon) {
+      add_daemon(name + ": virtiofsd", "the share is gone, its device needs a reset",
+                 std::move(*daemon), [device] { device->backend_gone(); });
+    }
   }
 }
 
-// A daemon of ours that ends while the VM runs: one line, and its device stops.
+void Vm::add_daemon(std::string name, std::string consequence, devices::ChildProcess process,
+                    std::function<void()> gone) {
+  daemons_.push_back({std::move(name), std::move(consequence), std::move(process), std::move(gone)});
+}
+
+// A daemon of ours that ends while the VM runs: one line, and its device is told.
 void Vm::watch_daemons(devices::EventLoop& loop) {
-  for (FsShare& share : shares_) {
-    if (!share.daemon) continue;
-    const int fd = share.daemon->exit_fd();
-    loop.add(fd, devices::EventLoop::kIn, [&loop, &share, fd](uint32_t) {
+  for (Daemon& daemon : daemons_) {
+    const int fd = daemon.process.exit_fd();
+    loop.add(fd, devices::EventLoop::kIn, [&loop, &daemon, fd](uint32_t) {
       loop.remove(fd);
-      const std::string how = share.daemon->reap().value_or("ended");
-      share.device->backend_gone();
-      spdlog::warn("{}: virtiofsd (pid {}) {}; the share is gone, its device needs a reset "
-                   "(the VM goes on)",
-                   share.name, share.daemon->pid(), how);
+      const std::string how = daemon.process.reap().value_or("ended");
+      daemon.gone();
+      spdlog::warn("{} (pid {}) {}; {} (the VM goes on)", daemon.name, daemon.process.pid(), how,
+                   daemon.consequence);
     });
   }
 }
@@ -499,8 +511,11 @@ void Vm::setup_memory_and_boot(const VmConfig& config) {
   }
   try {
     // vhost-user backends map guest RAM themselves: a memfd then, private memory otherwise.
-    ram_ = std::make_unique<GuestRam>(config.memory, shares_.empty() ? GuestRam::Backing::kPrivate
-                                                                      : GuestRam::Backing::kShared);
+    const bool shared = std::any_of(virtio_.begin(), virtio_.end(), [](const VirtioSlot& v) {
+      return v.device->needs_shared_memory();
+    });
+    ram_ = std::make_unique<GuestRam>(
+        config.memory, shared ? GuestRam::Backing::kShared : GuestRam::Backing::kPrivate);
   } catch (const KvmError& e) {
     throw VmError(e.what(), kExitVmmError);
   }
@@ -862,10 +877,8 @@ void Vm::detach_virtio_devices() {
     // What the guest wrote is durable before we report that the VM is done.
     v.device->sync_to_host();
   }
-  // The shares' rings are stopped: their daemons may go, before their connections close.
-  for (FsShare& share : shares_) {
-    if (share.daemon) share.daemon->stop();
-  }
+  // The devices are stopped: their daemons may go, before their connections close.
+  for (Daemon& daemon : daemons_) daemon.process.stop();
 }
 
 // The guest's status through minivmm.exit, if it wrote one; text that is not a status is

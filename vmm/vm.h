@@ -23,6 +23,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -87,15 +88,17 @@ class Vm {
   const Outcome& outcome() const { return outcome_; }
 
  private:
-  // One virtio device in its virtio-mmio window.
-  // A --fs share: its device and, for path=, minivmm's virtiofsd (destroyed after the
-  // device, whose socket closing is what ends the daemon).
-  struct FsShare {
-    std::string name;  // "virtio-fs tag=share"
-    std::optional<devices::Virtiofsd> daemon;
-    std::shared_ptr<devices::VirtioFs> device;
+  // A backend process of minivmm's own (virtiofsd for --fs path=, passt for --net passt),
+  // destroyed after the devices (a device's connection closing is what ends its daemon).
+  // One that ends while the VM runs gets one warning, and `gone` tells its device.
+  struct Daemon {
+    std::string name;         // "virtio-fs tag=share: virtiofsd"
+    std::string consequence;  // "the share is gone, its device needs a reset"
+    devices::ChildProcess process;
+    std::function<void()> gone;
   };
 
+  // One virtio device in its virtio-mmio window.
   struct VirtioSlot {
     std::string name;  // for log lines: "disk rootfs.img"
     std::shared_ptr<virtio::VirtioDevice> device;
@@ -111,6 +114,8 @@ class Vm {
   void create_console(const VmConfig& config);
   void create_filesystems(const VmConfig& config);
   void watch_daemons(devices::EventLoop& loop);
+  void add_daemon(std::string name, std::string consequence, devices::ChildProcess process,
+                  std::function<void()> gone);
   // Where a console's output goes (null for SerialMode::kNull); `what` names it in errors.
   std::shared_ptr<devices::HostOutput> open_output(const SerialConfig& mode, const char* what);
   void add_virtio_device(std::string name, std::shared_ptr<virtio::VirtioDevice> device);
@@ -147,7 +152,7 @@ class Vm {
   std::optional<Kvm> kvm_;
   std::optional<VmFd> vm_;
   std::unique_ptr<GuestRam> ram_;
-  std::vector<FsShare> shares_;  // after ram_, before the buses: see FsShare
+  std::vector<Daemon> daemons_;  // after ram_, before virtio_: see Daemon
   mmio::Bus pio_bus_;
   mmio::Bus mmio_bus_;
   std::shared_ptr<devices::HostOutput> stdout_;                // made when a console uses it
