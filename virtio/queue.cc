@@ -1,5 +1,6 @@
 #include "virtio/queue.h"
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 
@@ -130,6 +131,42 @@ Result<void> Queue::add_used(const GuestMemory& mem, uint16_t head, uint32_t len
   if (used_since_check_ < 0x10000) ++used_since_check_;  // saturates: only >= 2^16 matters
   // virtio 1.2 §2.7.8.2: the element must be visible before the new used->idx.
   if (!mem.store_release_u16(used_ring_ + kRingIdxOffset, next_used_)) return Error::kGuestMemory;
+  return {};
+}
+
+Result<void> Queue::add_used_many(const GuestMemory& mem, std::span<const VirtqUsedElem> elems) {
+  if (!ready_) return Error::kQueueNotReady;
+  if (elems.empty()) return {};
+  if (elems.size() > size_) return Error::kInvalidUsedHead;
+  for (size_t i = 0; i < elems.size(); ++i) {
+    const uint32_t head = elems[i].id;
+    if (head >= size_ || !test_in_flight(static_cast<uint16_t>(head))) {
+      return Error::kInvalidUsedHead;
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (elems[j].id == head) return Error::kInvalidUsedHead;
+    }
+  }
+  uint16_t used = next_used_;
+  for (const VirtqUsedElem& elem : elems) {
+    const uint64_t slot = used % size_;
+    if (!mem.write_obj(used_ring_ + kRingEntriesOffset + slot * kUsedEntrySize, elem)) {
+      return Error::kGuestMemory;
+    }
+    ++used;
+  }
+  for (const VirtqUsedElem& elem : elems) set_in_flight(static_cast<uint16_t>(elem.id), false);
+  next_used_ = used;
+  used_since_check_ = std::min<uint32_t>(used_since_check_ + static_cast<uint32_t>(elems.size()),
+                                         0x10000);
+  if (!mem.store_release_u16(used_ring_ + kRingIdxOffset, next_used_)) return Error::kGuestMemory;
+  return {};
+}
+
+Result<void> Queue::undo_pop(uint16_t head) {
+  if (head >= size_ || !test_in_flight(head)) return Error::kInvalidUsedHead;
+  set_in_flight(head, false);
+  --next_avail_;
   return {};
 }
 

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "virtio/descriptor_chain.h"
@@ -97,6 +98,16 @@ class Queue {
   // Puts `head` on the used ring with `len` bytes written and publishes used->idx.
   // kInvalidUsedHead when `head` was not popped (or was already used).
   Result<void> add_used(const GuestMemory& mem, uint16_t head, uint32_t len);
+  // Puts every element on the used ring, then publishes used->idx once: a driver that
+  // reads one of them sees them all (a merged receive buffer, virtio 1.2 §5.1.6.4.2, must
+  // not be seen in part). kInvalidUsedHead, before anything is written, when a head was not
+  // popped or appears twice.
+  Result<void> add_used_many(const GuestMemory& mem, std::span<const VirtqUsedElem> elems);
+  // Gives back the chain popped last (its head), unused: the next pop returns it again. For
+  // a device that took more chains than it could fill (a receive buffer too small) and
+  // wants to leave them to the driver untouched. kInvalidUsedHead when `head` is not in
+  // flight.
+  Result<void> undo_pop(uint16_t head);
 
   // Whether the driver wants an interrupt for the buffers used since the previous call (virtio 1.2
   // §2.7.7.2 without, §2.7.10 with VIRTIO_F_EVENT_IDX).
