@@ -152,6 +152,52 @@ SubOptions<FsConfig> fs_options() {
       {{"path", "socket"}});
 }
 
+// The --net keys.
+SubOptions<NetConfig> net_options() {
+  return SubOptions<NetConfig>(
+      "--net",
+      {
+          bind({.name = "tap",
+                .spec = StringSpec{.hint = "NAME", .max_length = 15, .allow_empty = false},
+                .help = "an existing tap device (ip tuntap add NAME mode tap user $USER); "
+                        "checksum and TSO offloads pass through"},
+               &NetConfig::tap),
+          bind({.name = "passt",
+                .spec = BoolSpec{},
+                .help = "minivmm runs passt for the guest (no root needed): DHCP, the host's "
+                        "address, the gateway reaches the host's 127.0.0.1; `passt` alone "
+                        "means passt=on"},
+               &NetConfig::passt),
+          bind({.name = "socket",
+                .spec = StringSpec{.hint = "PATH", .allow_empty = false},
+                .help = "unix socket of a passt or QEMU stream peer you started (frames with a "
+                        "4-byte length)"},
+               &NetConfig::socket),
+          {{.name = "forward",
+            .spec = StringSpec{.hint = "PORTS", .allow_empty = false},
+            .help = "with passt: host TCP ports forwarded to the guest, e.g. 8080 or 8080:80, "
+                    "several joined by +"},
+           [](NetConfig& c, const SubOptionValue& v) {
+             const std::string& text = std::get<std::string>(v);
+             size_t from = 0;
+             while (from <= text.size()) {
+               const size_t plus = std::min(text.find('+', from), text.size());
+               c.forward.push_back(text.substr(from, plus - from));
+               from = plus + 1;
+             }
+           }},
+          {{.name = "mac",
+            .spec = StringSpec{.hint = "MAC", .allow_empty = false},
+            .help = "the guest's MAC address, e.g. 52:54:00:12:34:56",
+            .default_text = "a stable one from the option's text"},
+           [](NetConfig& c, const SubOptionValue& v) {
+             // Checked in parse_net (a setter cannot fail); kept as text until then.
+             c.spec = std::get<std::string>(v);
+           }},
+      },
+      {{"tap", "passt", "socket"}});
+}
+
 // What --host-root --exec needs of the rest of the command line; the error line, if any.
 // Without an explicit --serial the kernel's console goes nowhere: stdout is the command's.
 std::optional<std::string> check_host_root(bool host_root, const std::optional<std::string>& exec,
@@ -198,6 +244,60 @@ std::string fs_synopsis() {
 
 std::string fs_help() {
   return fs_options().help();
+}
+
+ConfigResult<NetConfig> parse_net(std::string_view text) {
+  // `passt` alone is passt=on.
+  std::string spec(text);
+  if (spec == "passt" || spec.starts_with("passt,")) spec.insert(5, "=on");
+  auto net = net_options().parse(spec);
+  if (!net) return ConfigError{std::move(net).error()};
+  NetConfig config = std::move(net).value();
+  const std::string mac_text = std::exchange(config.spec, std::string(text));
+  if (config.tap.empty() && config.socket.empty() && !config.passt) {
+    return ConfigError{"--net: passt=off leaves no backend: give tap=NAME, passt or socket=PATH"};
+  }
+  if (!config.forward.empty() && !config.passt) {
+    return ConfigError{"--net: forward= goes with passt (a tap or socket peer forwards by itself)"};
+  }
+  for (const std::string& ports : config.forward) {
+    const bool ok = !ports.empty() && ports.find_first_not_of("0123456789:-~") == std::string::npos &&
+                    std::isdigit(static_cast<unsigned char>(ports.front())) != 0;
+    if (!ok) {
+      return ConfigError{"--net: forward=" + ports +
+                         " is not a port or range (e.g. 8080, 8080:80, 8000-8010)"};
+    }
+  }
+  if (!mac_text.empty()) {
+    std::array<uint8_t, 6> mac{};
+    bool ok = mac_text.size() == 17;
+    for (size_t i = 0; ok && i < 6; ++i) {
+      const std::string_view byte = std::string_view(mac_text).substr(i * 3, 2);
+      ok = std::isxdigit(static_cast<unsigned char>(byte[0])) &&
+           std::isxdigit(static_cast<unsigned char>(byte[1])) &&
+           (i == 5 || mac_text[i * 3 + 2] == ':');
+      if (ok) mac[i] = static_cast<uint8_t>(std::stoul(std::string(byte), nullptr, 16));
+    }
+    if (!ok) {
+      return ConfigError{"--net: mac=" + mac_text +
+                         " is not a MAC address (six hex bytes: 52:54:00:12:34:56)"};
+    }
+    if (mac[0] & 1) {
+      return ConfigError{"--net: mac=" + mac_text + " is a multicast address; a NIC needs a "
+                         "unicast one (even first byte)"};
+    }
+    if (mac == std::array<uint8_t, 6>{}) return ConfigError{"--net: mac=00:00:00:00:00:00 is not an address"};
+    config.mac = mac;
+  }
+  return config;
+}
+
+std::string net_synopsis() {
+  return net_options().synopsis();
+}
+
+std::string net_help() {
+  return net_options().help();
 }
 
 ConfigResult<uint64_t> parse_memory_size(std::string_view text) {
@@ -401,6 +501,7 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
   uint32_t timeout_s = 0;
   std::vector<std::string> ports;
   std::vector<std::string> filesystems;
+  std::vector<std::string> networks;
   bool host_root = false;
   std::optional<std::string> exec;
   std::string cwd;
@@ -454,6 +555,12 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
   app.add_option("--fs", filesystems,
                  "Host directory shared over virtio-fs (repeatable): " + fs_synopsis() +
                      ". The guest mounts it: mount -t virtiofs TAG DIR")
+      ->type_name("SPEC")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("--net", networks,
+                 "Network device, eth0, eth1, ... (repeatable): " + net_synopsis() +
+                     ". `--net passt` needs nothing but passt installed")
       ->type_name("SPEC")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
@@ -549,6 +656,9 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       "Shared directory keys (--fs, comma-separated):\n" +
       fs_help() +
       "\n"
+      "Network keys (--net, comma-separated):\n" +
+      net_help() +
+      "\n"
       "Exit status: 0 guest powered off or rebooted, 1 VMM or host error, 2 bad usage,\n"
       "3 guest crashed (triple fault), 4 host KVM cannot run the guest, 5 guest panicked,\n"
       "124 --timeout passed, 130/143 stopped by SIGINT/SIGTERM, 159 a minivmm thread made a\n"
@@ -622,6 +732,19 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       }
     }
     config.filesystems.push_back(std::move(fs).value());
+  }
+  for (const std::string& spec : networks) {
+    auto net = parse_net(spec);
+    if (!net) return ParseExit{2, net.error().message};
+    for (const NetConfig& other : config.networks) {
+      if (!net->tap.empty() && other.tap == net->tap) {
+        return ParseExit{2, "--net: tap=" + net->tap + " is given more than once"};
+      }
+      if (net->mac && other.mac == net->mac) {
+        return ParseExit{2, "--net: two devices with the MAC address of " + spec};
+      }
+    }
+    config.networks.push_back(std::move(net).value());
   }
   // on|off options, checked here so that --help shows "on|off" and nothing else; a TOML
   // --config file may say true / false.

@@ -5,6 +5,7 @@
 // Threads: main thread only.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -53,6 +54,18 @@ struct FsConfig {
   bool operator==(const FsConfig&) const = default;
 };
 
+// A virtio-net device (--net) and its backend: an existing tap, minivmm's own passt, or a
+// stream socket of a passt / QEMU "stream" peer someone started.
+struct NetConfig {
+  std::string tap;                   // tap=NAME
+  bool passt = false;                // passt
+  std::string socket;                // socket=PATH
+  std::vector<std::string> forward;  // forward=P[:Q][+...]: passt's --tcp-ports, one each
+  std::optional<std::array<uint8_t, 6>> mac;  // mac=52:54:00:12:34:56; nullopt: stable default
+  std::string spec;                  // the option's text, the default MAC's seed
+  bool operator==(const NetConfig&) const = default;
+};
+
 // --host-root --exec CMD: boot the kernel on the host's own root (read-only over virtio-fs,
 // minivmm's virtiofsd) with minivmm's initramfs and init, run CMD there; its stdout and
 // stderr are minivmm's, its status minivmm's exit status.
@@ -94,6 +107,7 @@ struct VmConfig {
   std::optional<SerialConfig> console;  // virtio-console port 0 (hvc0); nullopt: --console off
   std::vector<PortConfig> ports;        // virtio-console named ports, ids 1..N
   std::vector<FsConfig> filesystems;    // --fs shares, in order
+  std::vector<NetConfig> networks;      // --net devices, in order (eth0, eth1, ...)
   std::optional<HostRootConfig> host_root;  // --host-root --exec CMD
   bool exit_port = true;                // the minivmm.exit port for the guest's status
   bool pvpanic = true;                  // QEMU's pvpanic device at 0x505 (--pvpanic)
@@ -142,6 +156,10 @@ std::string port_help();
 ConfigResult<FsConfig> parse_fs(std::string_view text);
 std::string fs_synopsis();
 std::string fs_help();
+// "tap=NAME", "passt[,forward=PORTS]" or "socket=PATH", each with an optional ",mac=MAC".
+ConfigResult<NetConfig> parse_net(std::string_view text);
+std::string net_synopsis();
+std::string net_help();
 
 // What the command line asks for: run a VM, or exit now with `status` after printing
 // `output` (help text, to stdout) or an error line (to stderr).

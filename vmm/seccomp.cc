@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <linux/if_tun.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -254,6 +255,14 @@ void allow_vhost(Filter& f, int) {
   }
 }
 
+void allow_net(Filter& f, int) {
+  // Frames to and from the backend: a tap (read/writev, in allow_common; its offloads set
+  // when the guest acked them), or a stream socket to passt or a peer (recvfrom/sendmsg/
+  // sendto, never connect or accept).
+  f.allow(SCMP_SYS(ioctl), {arg(1, SCMP_CMP_EQ, TUNSETOFFLOAD)});
+  for (int nr : {SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(sendmsg)}) f.allow(nr);
+}
+
 // The classes: a new kind of thread comes with its row here, and the probe table
 // (tests/vmm/seccomp_test.cc) covers every row.
 struct ClassFilter {
@@ -265,7 +274,8 @@ constexpr ClassFilter kClassFilters[] = {{"main", allow_main},
                                          {"blk", allow_blk},
                                          {"rng", allow_rng},
                                          {"console", allow_console},
-                                         {"vhost", allow_vhost}};
+                                         {"vhost", allow_vhost},
+                                         {"net", allow_net}};
 
 void allow_class(Filter& f, std::string_view thread_class, int vcpu_fd) {
   for (const ClassFilter& c : kClassFilters) {

@@ -173,6 +173,14 @@ Vm::Vm(const VmConfig& config, std::chrono::steady_clock::time_point start)
   setup_legacy_devices(config, start);
   attach_virtio_devices();
   setup_vcpus(config);
+  // A daemon that failed at its start (passt without a default route, ...) said why on
+  // stderr and is gone by now: the VM does not start without it.
+  for (Daemon& daemon : daemons_) {
+    if (auto how = daemon.process.reap()) {
+      throw VmError(daemon.name + " " + *how + " at its start (see its messages above)",
+                    kExitVmmError);
+    }
+  }
 }
 
 Vm::~Vm() {
@@ -260,12 +268,15 @@ void Vm::pack_host_root(const VmConfig& config) {
 void Vm::create_virtio_devices(const VmConfig& config) {
   // Every device takes a window; disks first, so that they are vda, vdb, ... in order.
   const bool console = config.console || !config.ports.empty() || config.exit_port;
-  const size_t wanted = config.disks.size() + config.filesystems.size() +
+  const size_t wanted = config.disks.size() + config.filesystems.size() + config.networks.size() +
                         (config.host_root ? 1 : 0) + (config.rng ? 1 : 0) + (console ? 1 : 0);
   if (wanted > boot::kMaxVirtioMmioDevices) {
     std::string others;
     if (!config.filesystems.empty()) {
       others += ", " + std::to_string(config.filesystems.size()) + " shared directories (--fs)";
+    }
+    if (!config.networks.empty()) {
+      others += ", " + std::to_string(config.networks.size()) + " network devices (--net)";
     }
     if (config.rng) others += ", the rng (--rng off leaves it out)";
     if (console) {
@@ -283,6 +294,7 @@ void Vm::create_virtio_devices(const VmConfig& config) {
   }
   open_disks(config);
   create_filesystems(config);
+  create_networks(config);
   if (config.rng) add_virtio_device("rng", std::make_shared<devices::VirtioRng>());
   if (console) create_console(config);
 }
@@ -414,6 +426,42 @@ void Vm::create_filesystems(const VmConfig& config) {
   }
 }
 
+void Vm::create_networks(const VmConfig& config) {
+  for (size_t i = 0; i < config.networks.size(); ++i) {
+    const NetConfig& net = config.networks[i];
+    std::unique_ptr<devices::NetBackend> backend;
+    std::optional<devices::ChildProcess> passt;
+    std::string name;
+    if (!net.tap.empty()) {
+      name = "virtio-net tap=" + net.tap;
+      auto tap = devices::TapBackend::open(net.tap);
+      if (!tap) throw VmError(tap.error(), kExitVmmError);
+      backend = std::move(tap).value();
+    } else if (net.passt) {
+      name = "virtio-net passt";
+      auto started = devices::Passt::start(net.forward);
+      if (!started) throw VmError(started.error(), kExitVmmError);
+      passt.emplace(std::move(started->process));
+      backend = std::make_unique<devices::StreamBackend>(std::move(started->socket), "passt");
+    } else {
+      name = "virtio-net socket=" + net.socket;
+      auto connected = connect_unix(net.socket, "the network peer at");
+      if (!connected) throw VmError("--net: " + connected.error(), kExitVmmError);
+      backend = std::make_unique<devices::StreamBackend>(std::move(connected).value(), "socket");
+    }
+    devices::VirtioNet::Options options;
+    options.name = name;
+    options.mac = net.mac.value_or(devices::VirtioNet::default_mac(net.spec, static_cast<unsigned>(i)));
+    auto device = std::make_shared<devices::VirtioNet>(std::move(options), std::move(backend));
+    spdlog::debug("{}: MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", name, device->mac()[0],
+                  device->mac()[1], device->mac()[2], device->mac()[3], device->mac()[4],
+                  device->mac()[5]);
+    add_virtio_device(name, device);
+    // The device sees passt's socket close and takes the link down; this says why.
+    if (passt) add_daemon(name + ": passt", "the guest's link is down", std::move(*passt), {});
+  }
+}
+
 void Vm::add_daemon(std::string name, std::string consequence, devices::ChildProcess process,
                     std::function<void()> gone) {
   daemons_.push_back({std::move(name), std::move(consequence), std::move(process), std::move(gone)});
@@ -426,7 +474,7 @@ void Vm::watch_daemons(devices::EventLoop& loop) {
     loop.add(fd, devices::EventLoop::kIn, [&loop, &daemon, fd](uint32_t) {
       loop.remove(fd);
       const std::string how = daemon.process.reap().value_or("ended");
-      daemon.gone();
+      if (daemon.gone) daemon.gone();
       spdlog::warn("{} (pid {}) {}; {} (the VM goes on)", daemon.name, daemon.process.pid(), how,
                    daemon.consequence);
     });

@@ -45,6 +45,7 @@
 #include "devices/virtio_blk.h"
 #include "devices/virtio_console.h"
 #include "devices/virtio_fs.h"
+#include "devices/virtio_net.h"
 #include "devices/virtio_rng.h"
 #include "mmio/bus.h"
 #include "mmio/virtio_mmio.h"
@@ -113,6 +114,7 @@ class Vm {
   void open_disks(const VmConfig& config);
   void create_console(const VmConfig& config);
   void create_filesystems(const VmConfig& config);
+  void create_networks(const VmConfig& config);
   void watch_daemons(devices::EventLoop& loop);
   void add_daemon(std::string name, std::string consequence, devices::ChildProcess process,
                   std::function<void()> gone);
