@@ -9,6 +9,7 @@
  *                                            vsock socket: "CONNECT PORT\n", then "OK ...\n")
  *   vsock-io [OPTIONS] listen ADDR           ADDR: tcp:PORT (0.0.0.0), unix:PATH, vsock:PORT
  *   vsock-io [OPTIONS] echo LISTEN-ADDR      accept one connection, send back what it reads
+ *   vsock-io cid                             print this machine's vsock CID (/dev/vsock)
  *   vsock-io [OPTIONS] rr COUNT SIZE ADDR    request/response: COUNT times write SIZE bytes and
  *                                            read SIZE back (against `echo`); prints
  *                                            "rr count=N size=S min_us= p50_us= p99_us= mean_us="
@@ -36,6 +37,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -50,7 +53,7 @@ static void usage(void) {
   fprintf(stderr,
           "usage: vsock-io [-t SECS] [-z BYTES] [-d] [-s] [-r FILE] connect CID PORT | listen PORT |\n"
           "       connect tcp:IP:PORT|unix:PATH|vsock:CID:PORT|hybrid:PATH:PORT |\n"
-          "       listen tcp:PORT|unix:PATH|vsock:PORT | echo LISTEN-ADDR | rr COUNT SIZE ADDR\n");
+          "       listen tcp:PORT|unix:PATH|vsock:PORT | echo LISTEN-ADDR | rr COUNT SIZE ADDR | cid\n");
   exit(2);
 }
 static void die(const char* what) {
@@ -386,6 +389,14 @@ int main(int argc, char** argv) {
   }
   argc -= optind;
   argv += optind;
+  if (argc == 1 && !strcmp(argv[0], "cid")) {
+    unsigned cid = 0;
+    int fd = open("/dev/vsock", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) die("/dev/vsock");
+    if (ioctl(fd, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &cid) != 0) die("IOCTL_VM_SOCKETS_GET_LOCAL_CID");
+    printf("%u\n", cid);
+    return 0;
+  }
   if (argc < 2) usage();
   const char* cmd = argv[0];
   struct addr a;
