@@ -400,6 +400,7 @@ int main(int argc, char** argv) {
   if (argc < 2) usage();
   const char* cmd = argv[0];
   struct addr a;
+  memset(&a, 0, sizeof a); /* svm_zero must be zero (EINVAL from connect/bind otherwise) */
   if (!strcmp(cmd, "connect") && argc == 3) {
     set_vsock(&a, (unsigned)num(argv[1], 0xffffffffUL), (unsigned)num(argv[2], 0xffffffffUL));
     a.hybrid_port = -1;
