@@ -698,6 +698,8 @@ section("7b", False)
 section("8", False)
 # 8b (--host-root --exec latency next to QEMU microvm: bench/hostroot-exec.sh) likewise.
 section("8b", False)
+# 8c (virtio-net and vsock next to QEMU microvm: bench/net.sh) likewise, by hand from net.txt.
+section("8c", False)
 
 section("end", True)
 for k in reversed(range(len(marks) - 1)):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # build-initramfs.sh [--modules "NAME..."] [--add-modules "NAME..."] [--flavour cloud|host]
-#                    [--out FILE]
+#                    [--iperf3] [--out FILE]
 #
 # Builds the guest test initramfs (newc cpio, gzip) for the Debian cloud kernel (or, with
 # --flavour host, for Debian's generic kernel, the nested host's, which has 9p too):
@@ -9,11 +9,16 @@
 #   /scenarios/*                    images/scenarios/*
 #   /bin/outb-exit                  images/helpers/outb-exit.c, built static here (cc)
 #   /bin/fs-bench                   images/helpers/fs-bench.c, likewise (bench/fs.sh)
+#   /bin/vsock-io                   images/helpers/vsock-io.c, likewise: stdin/stdout over a
+#                                   vsock, TCP or unix stream socket (the net and vsock cases)
+#   /bin/iperf3 + its libraries     with --iperf3 only (bench/net.sh): the host's iperf3 and
+#                                   what ldd lists, at their own paths (about 2 MB more)
 #   /lib/modules/<kver>/...         the modules below and their dependencies
 #   /lib/modules/load.list          load order (dependencies first, from modules.dep)
 #
 # Default modules: virtio_mmio virtio_blk ext4 virtio_rng virtio_console pvpanic-mmio fuse
-# virtiofs
+# virtiofs virtio_net vsock vmw_vsock_virtio_transport (virtio_net pulls in net_failover and
+# failover through modules.dep)
 # (built-in ones, e.g. ext4 in the cloud kernel, are skipped automatically).
 #
 # Output (path printed on stdout):
@@ -25,7 +30,9 @@ set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
 modules="virtio_mmio virtio_blk ext4 virtio_rng virtio_console pvpanic-mmio fuse virtiofs"
+modules+=" virtio_net vsock vmw_vsock_virtio_transport"
 out=""
+iperf3=0
 flavour=cloud
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -33,6 +40,7 @@ while [[ $# -gt 0 ]]; do
     --add-modules) modules="$modules $2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --flavour) flavour="$2"; shift 2 ;;
+    --iperf3) iperf3=1; shift ;;
     -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -41,16 +49,21 @@ done
 need cpio cpio
 need gzip gzip
 need cc build-essential
+[[ $iperf3 == 0 ]] || need iperf3 iperf3
 bb="$(busybox_path)"
 [[ $flavour == cloud || $flavour == host ]] || die "--flavour must be cloud or host: '$flavour'"
 load_kernel "$flavour"
 
 here="$MINIVMM_IMAGES_DIR"
 inputs=("$here/build-initramfs.sh" "$here/lib/common.sh" "$here/init.sh" "$here/helpers/outb-exit.c"
-  "$here/helpers/fs-bench.c")
+  "$here/helpers/fs-bench.c" "$here/helpers/vsock-io.c")
 key="$({
   echo "$KERNEL_PKG $KERNEL_PKG_VERSION"
   echo "modules: $modules"
+  if [[ $iperf3 == 1 ]]; then
+    echo "iperf3: $(dpkg-query -W -f='${Version}' iperf3 libiperf0 2>/dev/null)"
+    sha256sum <"$(command -v iperf3)"
+  fi
   sha256sum <"$bb"
   hash_files "${inputs[@]}"
   hash_tree "$here/scenarios"
@@ -72,6 +85,14 @@ else
     die "cannot build the static helper outb-exit (cc -static: libc6-dev has libc.a)"
   cc -static -O2 -Wall -Werror -o "$stage/bin/fs-bench" "$here/helpers/fs-bench.c" ||
     die "cannot build the static helper fs-bench (cc -static)"
+  cc -static -O2 -Wall -Werror -o "$stage/bin/vsock-io" "$here/helpers/vsock-io.c" ||
+    die "cannot build the static helper vsock-io (cc -static)"
+  if [[ $iperf3 == 1 ]]; then
+    # Dynamically linked (libiperf, libcrypto, libsctp, libc): copied with what ldd lists.
+    # Rebuilding it static would need iperf3's source; the host's binary is the one the
+    # host side of bench/net.sh runs, so both ends are the same version.
+    install_with_libs "$stage" "$(command -v iperf3)"
+  fi
   cp -r "$here/scenarios" "$stage/scenarios"
   chmod 0755 "$stage"/scenarios/*
   mod_closure "$KERNEL_ROOT" "$KERNEL_VERSION" $modules >"$stage/lib/modules/load.list"

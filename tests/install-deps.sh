@@ -5,7 +5,8 @@
 # Groups (default: core):
 #   core   build, unit/KVM/fuzz/end-to-end tests, guest images, the nested KVM host and the
 #          minimal kernel: what images/run-default.sh and tests/run-all.sh need
-#   bench  what only bench/run-all.sh adds: fio, gnuplot, python3 (QEMU is in core)
+#   bench  what only the benchmarks add: fio, gnuplot, python3 (QEMU is in core), iperf3
+#          (bench/net.sh: the host side, and packed into its guest initramfs)
 #   fresh  what tests/fresh-machine.sh adds: mmdebstrap, git
 #   all    every group
 # Installs only what is missing and does nothing when all are present; needs root (or
@@ -28,8 +29,12 @@ core=(
   qemu-system-common
   # the minimal guest kernel (images/build-minimal-kernel.sh)
   linux-source-6.1 build-essential bc bison flex libelf-dev lz4 perl
+  # the network e2e cases (net-passt, net-tap): passt (minivmm's --net passt starts it), ip
+  # (netns, tuntap, dummy), socat (TCP to and from the guest), python3 (http.server); libc6-dev
+  # for the static vsock-io helper is in build-essential
+  passt iproute2 socat python3
 )
-bench=(fio gnuplot-nox python3)
+bench=(fio gnuplot-nox python3 iperf3)
 fresh=(mmdebstrap git)
 
 list=0

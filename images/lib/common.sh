@@ -141,3 +141,30 @@ install_busybox() {
     ln -sf busybox "$stage/bin/$applet"
   done
 }
+
+# build_helper NAME: images/helpers/NAME.c built static (cc -static -O2) into
+# <cache>/helpers/NAME-<hash of the source>, once; prints the path. For the host side of a
+# test that uses the same tool as the guest (vsock-io), where / may be read-only (nested).
+build_helper() {
+  local src="$MINIVMM_IMAGES_DIR/helpers/$1.c" out
+  [[ -f $src ]] || die "no helper source $src"
+  out="$MINIVMM_IMAGES_CACHE/helpers/$1-$(hash_files "$src")"
+  if [[ ! -x $out ]]; then
+    mkdir -p "$(dirname "$out")"
+    cc -static -O2 -Wall -Werror -o "$out.tmp.$$" "$src" ||
+      die "cannot build the static helper $1 (cc -static: libc6-dev has libc.a)"
+    mv "$out.tmp.$$" "$out"
+  fi
+  echo "$out"
+}
+
+# install_with_libs STAGE BINARY: BINARY at STAGE/bin/ plus every shared library ldd names
+# (and the dynamic loader) at its own path under STAGE, so a dynamically linked host tool
+# (iperf3) runs in the busybox initramfs unchanged.
+install_with_libs() {
+  local stage="$1" bin="$2" lib
+  install -D -m 0755 "$bin" "$stage/bin/$(basename "$bin")"
+  for lib in $(LC_ALL=C ldd "$bin" | awk '/=> \// { print $3 } /^\t\// { print $1 }'); do
+    [[ -f $stage$lib ]] || install -D -m 0755 "$(realpath "$lib")" "$stage$lib"
+  done
+}

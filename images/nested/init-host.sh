@@ -14,8 +14,8 @@
 #                whole emulated machine, which no process inside it can report)
 # Steps: mount proc/sys/dev, insmod the 9p/virtio/kvm modules, mount the host
 # root read-only (tag hostroot) at /newroot with tmpfs /tmp /run /dev/shm and
-# fresh proc/sys/dev, mount the writable exports at their host paths, chroot,
-# run the command, record its status, poweroff -f.
+# fresh proc/sys/dev, mount the writable exports at their host paths, enter that root
+# (enter_root: moved onto / in a mount namespace of its own, then chroot), run the command, record its status, poweroff -f.
 export PATH=/bin
 umask 022
 
@@ -122,12 +122,20 @@ for p in /sys/class/virtio-ports/*; do
   esac
 done
 
+# enter_root CMD...: CMD with $r as its root, the way switch_root makes one (the mount moved
+# onto /, then chroot .), in a mount namespace of its own so that this init and its
+# heartbeat keep the initramfs. Not a plain chroot: the kernel refuses a chrooted process
+# user namespaces (unshare(CLONE_NEWUSER): EPERM), and passt (the network e2e cases) needs
+# one for its sandbox ("Couldn't create user namespace: Operation not permitted").
+enter_root() {
+  unshare -m /bin/sh -c 'mount --make-rprivate / 2>/dev/null; cd "$0" && mount --move . / && exec chroot . "$@"' "$r" "$@"
+}
 hostname minivmm-nested 2>/dev/null
 echo "ready $(cut -d' ' -f1 /proc/uptime)" >/ctl/times
 if [ "$INTERACTIVE" = 1 ] && [ -c /dev/hvc0 ]; then
-  setsid -c chroot $r /bin/bash --noprofile --norc "$CTL_PATH/cmd.sh" </dev/hvc0 >/dev/hvc0 2>&1
+  setsid -c enter_root /bin/bash --noprofile --norc "$CTL_PATH/cmd.sh" </dev/hvc0 >/dev/hvc0 2>&1
 else
-  chroot $r /bin/bash --noprofile --norc "$CTL_PATH/cmd.sh" </dev/null >"$out" 2>"$err"
+  enter_root /bin/bash --noprofile --norc "$CTL_PATH/cmd.sh" </dev/null >"$out" 2>"$err"
 fi
 rc=$?
 echo "done $(cut -d' ' -f1 /proc/uptime)" >>/ctl/times

@@ -79,7 +79,10 @@ t_start="$(date +%s.%N)"
 
 # --- nested host kernel and initramfs (cached) ------------------------------
 load_kernel host
-host_modules="virtio_pci 9p 9pnet_virtio virtio_console kvm_amd"
+# tun, dummy, veth: the network e2e cases and bench/net.sh (taps, a default route for passt,
+# in namespaces they create); vhost_vsock, vhost_net: QEMU microvm's vhost-vsock-device and
+# vhost=on taps there. The chroot has no /lib/modules for this kernel: modprobe cannot.
+host_modules="virtio_pci 9p 9pnet_virtio virtio_console kvm_amd tun dummy veth vhost_vsock vhost_net"
 init="$MINIVMM_IMAGES_DIR/nested/init-host.sh"
 key="$({
   echo "$KERNEL_PKG $KERNEL_PKG_VERSION modules: $host_modules"

@@ -15,7 +15,9 @@
 #    KVM, else in the nested KVM host, which then boots only once for all cases.
 #
 # Environment: MINIVMM_E2E_ONLY="boot disk rng persist readonly rng-off multi reboot panic clean
-#   minimal hvc0 port exit timeout vmlinux fs hostroot durability" (subset), MINIVMM_E2E_MINIMAL=0 (skip the minimal kernel, loudly),
+#   minimal hvc0 port exit timeout vmlinux fs hostroot durability net-passt net-tap vsock" (subset),
+#   MINIVMM_E2E_NET_VMM=qemu (the net and vsock cases under QEMU microvm instead of minivmm),
+#   MINIVMM_E2E_MINIMAL=0 (skip the minimal kernel, loudly),
 #   MINIVMM_E2E_MINIMAL_TIMEOUT (s to wait for building it, default 600; past that
 #   the case is skipped and the build goes on in the background),
 #   MINIVMM_E2E_BOOT_TIMEOUT (per boot, default 120 s), MINIVMM_CACHE, and the
@@ -58,6 +60,8 @@ template="$("$images/build-disk.sh" --size 64M | tail -n1)" || die "build-disk.s
 say "inputs: kernel $KERNEL_IMAGE ($KERNEL_VERSION), initramfs $initrd, disk template $template"
 # The same cloud kernel as an ELF file, for the vmlinux (PVH) case; cached next to it.
 vmlinux="$("$images/extract-vmlinux.sh" "$KERNEL_IMAGE" | tail -n1)" || die "extract-vmlinux.sh failed"
+# The host end of the net and vsock cases: the guest's own stream tool, built for here.
+vsock_io="$(build_helper vsock-io)" || die "cannot build images/helpers/vsock-io.c"
 
 minimal=()
 if [[ ${MINIVMM_E2E_MINIMAL:-1} == 0 ]]; then
@@ -116,7 +120,7 @@ run_suite() { # run_suite DIR ATTEMPT
   [[ -n $wedge && $2 -lt $wedge_k ]] && env+=(MINIVMM_NESTED_DEBUG_STOP_AFTER="$wedge_s")
   env "${env[@]}" "$images/with-kvm.sh" bash "$root/tests/e2e/suite.sh" --minivmm "$vmm" --kernel "$KERNEL_IMAGE" \
     --initrd "$initrd" --disk-template "$template" --run-dir "$1" "${minimal[@]}" "${port_client[@]}" \
-    --vmlinux "$vmlinux" --kernel-modules "$KERNEL_MODULES"
+    --vmlinux "$vmlinux" --kernel-modules "$KERNEL_MODULES" --vsock-io "$vsock_io"
 }
 # The freezes are TCG's, at random guest starts (README "Known issues": ~1 % of starts
 # in the soak, QEMU microvm alike), and this suite starts ~75 guests and kills 20: about

@@ -7,6 +7,8 @@
 #          (--minimal-kernel BZIMAGE --minimal-initrd CPIO | --minimal-skip REASON)
 #          [--port-client BIN]  (tests/e2e/port-client: the host end of the named-port case)
 #          [--vmlinux ELF]      (the cloud kernel as an ELF vmlinux, for the vmlinux case)
+#          [--vsock-io BIN]     (images/helpers/vsock-io.c built for this host: the host end
+#                               of the net and vsock cases; else built here with cc)
 #
 # DIR must be writable here (inside the nested host: under the images cache or a
 # MINIVMM_NESTED_RW dir). Every boot is a new minivmm process under `timeout`
@@ -19,7 +21,7 @@ set -uo pipefail
 
 die() { echo "e2e: error: $*" >&2; exit 2; }
 vmm="" kernel="" initrd="" template="" run="" mkernel="" minitrd="" mskip="" port_client="" vmlinux=""
-kernel_modules=""
+kernel_modules="" vsock_io_arg=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --minivmm) vmm="$2"; shift 2 ;;
@@ -33,6 +35,7 @@ while [[ $# -gt 0 ]]; do
     --port-client) port_client="$2"; shift 2 ;;
     --vmlinux) vmlinux="$2"; shift 2 ;;
     --kernel-modules) kernel_modules="$2"; shift 2 ;;
+    --vsock-io) vsock_io_arg="$2"; shift 2 ;;
     # The cases (MINIVMM_E2E_ONLY names) in the order they run: the top-level "if selected".
     --list-cases) sed -n 's/^if \(selected .*\); then$/\1/p' "$0" | grep -oE 'selected [A-Za-z0-9_-]+' | cut -d' ' -f2 | awk '!seen[$0]++'; exit 0 ;;
     *) die "unknown argument '$1'" ;;
@@ -755,6 +758,252 @@ if selected durability; then
   done
   cur_log="$klog"
   end
+fi
+
+# --- network and vsock: virtio-net over passt and a tap, virtio-vsock ------------------
+# Traffic stays on loopback and in network namespaces made here: each case makes its own
+# (`ip netns add`), with a dummy interface and a default route for passt (it refuses to
+# start without one) or a tap with a static address, and runs the VMM and every host-side
+# peer inside it. The VMM is minivmm (--net, --vsock) unless MINIVMM_E2E_NET_VMM=qemu, which
+# runs the same guest side under QEMU microvm (virtio-net-device on -netdev stream / tap,
+# vhost-vsock-device): how these cases were proven before minivmm had the devices. With
+# minivmm a case is SKIPPED, saying so, only when `minivmm --help` has no --net / --vsock.
+net_vmm="${MINIVMM_E2E_NET_VMM:-minivmm}"
+[[ $net_vmm == minivmm || $net_vmm == qemu ]] || die "MINIVMM_E2E_NET_VMM must be minivmm or qemu: '$net_vmm'"
+vmm_help="$("$vmm" --help 2>&1)"
+vsock_io="$vsock_io_arg"
+net_ns=() net_dirs=()  # namespaces and dirs made by the cases, removed at the end
+net_cleanup() {
+  local n
+  for n in "${net_ns[@]}"; do ip netns pids "$n" 2>/dev/null | xargs -r kill 2>/dev/null; ip netns del "$n" 2>/dev/null; done
+  for n in "${net_dirs[@]}"; do rm -rf "$n"; done
+}
+trap 'net_cleanup; rm -rf "$local_tmp"' EXIT
+# net_skip_reason OPTION: why the case cannot run here (empty: it can).
+net_skip_reason() {
+  if [[ $(id -u) != 0 ]]; then echo "not root: the case makes network namespaces"; return; fi
+  command -v ip >/dev/null || { echo "no ip (Debian package iproute2; tests/install-deps.sh)"; return; }
+  [[ -x $vsock_io ]] || { echo "no host vsock-io helper (--vsock-io, or cc to build it)"; return; }
+  if [[ $net_vmm == qemu ]]; then
+    command -v qemu-system-x86_64 >/dev/null || echo "MINIVMM_E2E_NET_VMM=qemu but no qemu-system-x86_64"
+  elif [[ $vmm_help != *"$1"* ]]; then
+    echo "this minivmm has no $1 (the virtio-net / vsock devices are not merged yet)"
+  fi
+}
+# net_ns_new NAME: a fresh namespace with lo up; its name is in $ns.
+net_ns_new() {
+  ns="mvm-e2e-$1-$$"
+  ip netns add "$ns" || return 1
+  net_ns+=("$ns")
+  ip -n "$ns" link set lo up
+}
+# vm_start NAME NS CMDLINE: start the VM in the background (inside NS unless empty), with the
+# devices in qemu_dev (QEMU) or minivmm_dev (minivmm); console in $run/NAME.console.
+vm_start() {
+  local name="$1" in=()
+  [[ -n $2 ]] && in=(ip netns exec "$2")
+  log="$run/$name.console" cur_log="$run/$name.console"
+  rm -f "$log"
+  record progress "boot $name $sel_last"
+  vm_t0=$SECONDS
+  if [[ $net_vmm == qemu ]]; then
+    "${in[@]}" timeout -k 5 "$boot_timeout" qemu-system-x86_64 -M microvm,acpi=on,rtc=off -accel kvm -cpu host \
+      -m 512M -smp 1 -nodefaults -no-user-config -display none -no-reboot \
+      -global virtio-mmio.force-legacy=false -kernel "$kernel" -initrd "$initrd" -serial "file:$log" \
+      -append "$3 reboot=t" "${qemu_dev[@]}" </dev/null >"$run/$name.vmm" 2>&1 &
+  else
+    "${in[@]}" timeout -k 5 "$boot_timeout" "$vmm" --serial "file=$log" --log-level info --kernel "$kernel" \
+      --initrd "$initrd" --cpus 1 --memory 512M --cmdline "$3" "${minivmm_dev[@]}" </dev/null >"$run/$name.vmm" 2>&1 &
+  fi
+  vm_pid=$!
+}
+# vm_wait_for REGEX: wait until the console has REGEX (0) or the VM ended (1).
+vm_wait_for() {
+  while ! grep -aqE "$1" "$log" 2>/dev/null; do
+    kill -0 "$vm_pid" 2>/dev/null || { grep -aqE "$1" "$log" 2>/dev/null; return; }
+    sleep 0.2
+  done
+}
+vm_end() {
+  wait "$vm_pid"
+  status=$?
+  echo "e2e:   boot ${log##*/}: $net_vmm exit $status in $((SECONDS - vm_t0))s" >&2
+}
+# reap PID: the status of a host-side peer, given 5 s to finish after the VM ended (then
+# killed: it waited for a guest that never came).
+reap() {
+  local i
+  for ((i = 0; i < 50; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill "$1" 2>/dev/null
+  wait "$1"
+}
+# The end every net case checks: the VMM's status (QEMU's is 0 on any power-off: the guest's
+# own verdict is its scenario line), the driver, the scenario's verdict.
+vm_expect_ok() {
+  expect_status 0
+  expect_res modules ok
+  expect_res status pass
+}
+if selected net-passt || selected net-tap || selected vsock; then
+  if [[ -z $vsock_io ]]; then
+    vsock_io="$local_tmp/vsock-io"
+    cc -static -O2 -o "$vsock_io" "$(dirname "$0")/../../images/helpers/vsock-io.c" 2>/dev/null || vsock_io=""
+  fi
+fi
+
+# net-passt: the guest's address by passt's DHCP, an HTTP fetch from a server on the host's
+# 127.0.0.1 through passt's gateway mapping, and a port forwarded inbound (passt -t) to an
+# HTTP server in the guest, each file checked by sha256.
+if selected net-passt; then
+  why_skip="$(net_skip_reason "--net")"
+  command -v passt >/dev/null || why_skip="no passt (Debian package passt; tests/install-deps.sh)"
+  if [[ -n $why_skip ]]; then
+    skip net-passt "$why_skip"
+  else
+    begin net-passt
+    net_ns_new passt
+    # passt takes the template interface with the default route: its address is the guest's
+    # (DHCP), the route's gateway the guest's router, mapped to the host's loopback.
+    ip -n "$ns" link add mvdummy0 type dummy && ip -n "$ns" addr add 10.0.2.15/24 dev mvdummy0 &&
+      ip -n "$ns" link set mvdummy0 up && ip -n "$ns" route add default via 10.0.2.2 ||
+      fail "cannot set up a dummy interface with a default route in $ns"
+    web="$local_tmp/web" http_port=8000 fwd_port=18080 guest_port=8080
+    mkdir -p "$web"
+    head -c 4194304 /dev/urandom >"$web/blob.bin"
+    ip netns exec "$ns" /usr/bin/python3 -m http.server "$http_port" --bind 127.0.0.1 --directory "$web" \
+      >"$run/passt-http.log" 2>&1 &
+    for ((w = 0; w < 100; w++)); do
+      ip netns exec "$ns" bash -c "exec 3<>/dev/tcp/127.0.0.1/$http_port" 2>/dev/null && break
+      sleep 0.1
+    done
+    qemu_dev=() minivmm_dev=(--net "passt,forward=$fwd_port:$guest_port")
+    if [[ $net_vmm == qemu ]]; then
+      # QEMU cannot hand passt a socketpair (--fd): passt listens on a socket in a dir that
+      # nobody, whom passt becomes when started as root, can write (else it fails quietly).
+      # (Not below $local_tmp: nobody cannot enter that 0700 dir.)
+      pdir="$(mktemp -d "${TMPDIR:-/tmp}/minivmm-e2e-passt.XXXXXX")" && chown nobody "$pdir"
+      net_dirs+=("$pdir")
+      ip netns exec "$ns" passt -f -q -1 -s "$pdir/passt.sock" -t "$fwd_port:$guest_port" >"$run/passt.log" 2>&1 &
+      for ((w = 0; w < 100; w++)); do [[ -S $pdir/passt.sock ]] && break; sleep 0.1; done
+      [[ -S $pdir/passt.sock ]] || fail "passt made no socket: $(grep -v syslog "$run/passt.log" | head -c 300)"
+      qemu_dev=(-netdev "stream,id=n0,server=off,addr.type=unix,addr.path=$pdir/passt.sock"
+        -device virtio-net-device,netdev=n0)
+    fi
+    vm_start net-passt "$ns" "$base_cmdline minivmm.wait=0 minivmm.scenario=net-passt minivmm.arg=$http_port:blob.bin:$guest_port"
+    if vm_wait_for 'MINIVMM-RESULT net.serve=ready'; then
+      # An HTTP client (the guest's busybox httpd closes after each response): serve.bin, then /done.
+      ip netns exec "$ns" /usr/bin/python3 -c '
+import sys, urllib.request, urllib.error
+base = "http://127.0.0.1:%s/" % sys.argv[1]
+open(sys.argv[2], "wb").write(urllib.request.urlopen(base + "serve.bin", timeout=30).read())
+try:
+    urllib.request.urlopen(base + "done", timeout=30).read()
+except urllib.error.HTTPError:
+    pass' "$fwd_port" "$local_tmp/passt-out.bin" 2>"$run/passt-client.err" ||
+        fail "fetching from the guest through 127.0.0.1:$fwd_port failed: $(tail -n 1 "$run/passt-client.err")"
+    else
+      fail "the guest never served the forwarded port (no net.serve=ready)"
+    fi
+    vm_end
+    vm_expect_ok
+    expect_res net.eth0.driver virtio_net
+    expect_res net.dhcp ok
+    expect "guest address from passt's DHCP (the template interface's)" 10.0.2.15/24 "$(res net.addr)"
+    expect "guest router from passt's DHCP" 10.0.2.2 "$(res net.gw)"
+    expect_res net.http ok
+    expect "guest sha256 of the file fetched over HTTP" "$(sha <"$web/blob.bin")" "$(res net.http.sha256)"
+    expect_res net.http.bytes 4194304
+    expect "host sha256 of the guest's file, fetched through the forwarded port" "$(res net.serve.sha256)" "$(sha <"$local_tmp/passt-out.bin" 2>&1)"
+    expect_res net.serve.200 1
+    grep -q '"GET /blob.bin HTTP/1.[01]" 200' "$run/passt-http.log" || fail "the HTTP server logged no GET /blob.bin 200"
+    end
+  fi
+fi
+
+# net-tap: a tap (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, made in the case's namespace) with static
+# addresses on both ends: ping both ways, 16 MiB by TCP each way, by sha256; the guest's MAC is
+# the one given.
+if selected net-tap; then
+  why_skip="$(net_skip_reason "--net")"
+  command -v socat >/dev/null || why_skip="no socat (Debian package socat; tests/install-deps.sh)"
+  if [[ -n $why_skip ]]; then
+    skip net-tap "$why_skip"
+  else
+    begin net-tap
+    net_ns_new tap
+    mac="52:54:00:e2:e2:$(printf %02x $((RANDOM % 256)))"
+    ip -n "$ns" tuntap add dev mvtap0 mode tap vnet_hdr && ip -n "$ns" addr add 10.0.3.1/24 dev mvtap0 &&
+      ip -n "$ns" link set mvtap0 up || fail "cannot make the tap mvtap0 in $ns"
+    head -c 16777216 /dev/urandom >"$local_tmp/tap-in.bin"
+    rm -f "$local_tmp/tap-out.bin"
+    ip netns exec "$ns" timeout "$boot_timeout" socat -u TCP-LISTEN:7001,reuseaddr "OPEN:$local_tmp/tap-out.bin,creat,trunc" \
+      2>"$run/tap-socat-listen.err" &
+    sink=$!
+    qemu_dev=(-netdev tap,id=n0,ifname=mvtap0,script=no,downscript=no,vhost=off -device "virtio-net-device,netdev=n0,mac=$mac")
+    minivmm_dev=(--net "tap=mvtap0,mac=$mac")
+    vm_start net-tap "$ns" "$base_cmdline minivmm.wait=0 minivmm.scenario=net-tap minivmm.arg=10.0.3.2/24:10.0.3.1:7001:7002:16"
+    if vm_wait_for 'MINIVMM-RESULT net.recv=ready'; then
+      ip netns exec "$ns" busybox ping -c 3 -w 10 10.0.3.2 >"$run/tap-ping.out" 2>&1 || fail "the host's ping of the guest failed: $(tail -n 2 "$run/tap-ping.out" | tr '\n' ' ')"
+      ip netns exec "$ns" socat -u "OPEN:$local_tmp/tap-in.bin" TCP:10.0.3.2:7002 2>"$run/tap-socat-send.err" ||
+        fail "sending to the guest failed: $(cat "$run/tap-socat-send.err")"
+    else
+      fail "the guest never listened (no net.recv=ready)"
+    fi
+    vm_end
+    reap "$sink" || fail "the host's TCP sink (socat) failed: $(cat "$run/tap-socat-listen.err")"
+    vm_expect_ok
+    expect_res net.eth0.driver virtio_net
+    expect "the guest's MAC" "$mac" "$(res net.eth0.mac)"
+    expect_res net.ping ok
+    expect_res net.send ok
+    expect "host sha256 of the guest's 16 MiB" "$(res net.send.sha256)" "$(sha <"$local_tmp/tap-out.bin")"
+    expect "bytes the host received" 16777216 "$(stat -c %s "$local_tmp/tap-out.bin" 2>&1)"
+    expect "guest sha256 of the host's 16 MiB" "$(sha <"$local_tmp/tap-in.bin")" "$(res net.recv.recv.sha256)"
+    end
+  fi
+fi
+
+# vsock: 16 MiB guest -> host (CID 2) and 16 MiB host -> guest, by sha256; the guest's CID is
+# the one given. minivmm: Firecracker's hybrid vsock (a guest connection to port P reaches
+# the unix socket PATH_P; the host connects to PATH and says "CONNECT P"); QEMU:
+# vhost-vsock-device, AF_VSOCK on the host.
+if selected vsock; then
+  why_skip="$(net_skip_reason "--vsock")"
+  [[ $net_vmm == qemu && ! -c /dev/vhost-vsock ]] && why_skip="MINIVMM_E2E_NET_VMM=qemu but no /dev/vhost-vsock here (modprobe vhost_vsock)"
+  if [[ -n $why_skip ]]; then
+    skip vsock "$why_skip"
+  else
+    begin vsock
+    cid=$((1000 + RANDOM % 30000)) vdir="$local_tmp/vsock"
+    mkdir -p "$vdir"
+    head -c 16777216 /dev/urandom >"$local_tmp/vsock-in.bin"
+    if [[ $net_vmm == qemu ]]; then
+      qemu_dev=(-device "vhost-vsock-device,guest-cid=$cid") minivmm_dev=()
+      host_listen="vsock:7101" host_connect="vsock:$cid:7102"
+    else
+      qemu_dev=() minivmm_dev=(--vsock "cid=$cid,socket=$vdir/v.sock")
+      host_listen="unix:$vdir/v.sock_7101" host_connect="hybrid:$vdir/v.sock:7102"
+    fi
+    "$vsock_io" -t "$boot_timeout" listen "$host_listen" </dev/null >"$local_tmp/vsock-out.bin" 2>"$run/vsock-listen.err" &
+    sink=$!
+    vm_start vsock "" "$base_cmdline minivmm.wait=0 minivmm.scenario=vsock minivmm.arg=7101:7102:16"
+    if vm_wait_for 'MINIVMM-RESULT vsock.recv=ready'; then
+      "$vsock_io" -t 10 connect "$host_connect" <"$local_tmp/vsock-in.bin" >/dev/null 2>"$run/vsock-connect.err" ||
+        fail "the host's connection to the guest failed: $(cat "$run/vsock-connect.err")"
+    else
+      fail "the guest never listened (no vsock.recv=ready)"
+    fi
+    vm_end
+    reap "$sink" || fail "the host's vsock listener failed: $(cat "$run/vsock-listen.err")"
+    vm_expect_ok
+    expect "the guest's CID" "$cid" "$(res vsock.cid)"
+    expect_res vsock.send ok
+    expect "host sha256 of the guest's 16 MiB" "$(res vsock.send.sha256)" "$(sha <"$local_tmp/vsock-out.bin")"
+    expect "bytes the host received" 16777216 "$(stat -c %s "$local_tmp/vsock-out.bin" 2>&1)"
+    expect "guest sha256 of the host's 16 MiB" "$(sha <"$local_tmp/vsock-in.bin")" "$(res vsock.recv.recv.sha256)"
+    [[ $net_vmm == minivmm && -e $vdir/v.sock ]] && fail "minivmm left its vsock socket $vdir/v.sock behind"
+    end
+  fi
 fi
 
 summary="e2e: $passed passed, $failed failed"
