@@ -335,11 +335,9 @@ TEST_CASE("vsock: a host connection with CONNECT, data both ways") {
   p = f.drv.packet();
   CHECK(p.h.op == V::kOpShutdown);
   CHECK(p.h.flags == V::kShutdownSend);
-  f.drv.send([&] {
-    VsockHeader h = guest_hdr(V::kOpShutdown, 5000, host_port);
-    h.flags = V::kShutdownRcv | V::kShutdownSend;
-    return h;
-  }());
+  VsockHeader close_both = guest_hdr(V::kOpShutdown, 5000, host_port);
+  close_both.flags = V::kShutdownRcv | V::kShutdownSend;
+  f.drv.send(close_both);
   p = f.drv.packet();
   CHECK(p.h.op == V::kOpRst);
   CHECK(eventually([&] { return f.dev.connections() == 0; }));
