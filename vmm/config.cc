@@ -13,6 +13,7 @@
 #include "boot/layout.h"
 #include "devices/virtio_console.h"
 #include "devices/virtio_fs.h"
+#include "devices/virtio_vsock.h"
 #include "mmio/virtio_mmio.h"
 #include "vmm/suboptions.h"
 
@@ -198,6 +199,27 @@ SubOptions<NetConfig> net_options() {
       {{"tap", "passt", "socket"}});
 }
 
+// The --vsock keys.
+SubOptions<VsockConfig> vsock_options() {
+  return SubOptions<VsockConfig>(
+      "--vsock",
+      {
+          bind({.name = "cid",
+                .spec = UnsignedSpec{.hint = "N", .min = 3, .max = 0xfffffffe},
+                .help = "the guest's context ID (0-2 are reserved)",
+                .required = true},
+               &VsockConfig::cid),
+          bind({.name = "socket",
+                .spec = StringSpec{.hint = "PATH",
+                                   .max_length = devices::VirtioVsock::kMaxSocketPath,
+                                   .allow_empty = false},
+                .help = "unix socket minivmm listens on for host connections (CONNECT <port>); "
+                        "guest connections to port P go to PATH_P",
+                .required = true},
+               &VsockConfig::socket),
+      });
+}
+
 // What --host-root --exec needs of the rest of the command line; the error line, if any.
 // Without an explicit --serial the kernel's console goes nowhere: stdout is the command's.
 std::optional<std::string> check_host_root(bool host_root, const std::optional<std::string>& exec,
@@ -298,6 +320,20 @@ std::string net_synopsis() {
 
 std::string net_help() {
   return net_options().help();
+}
+
+ConfigResult<VsockConfig> parse_vsock(std::string_view text) {
+  auto vsock = vsock_options().parse(text);
+  if (!vsock) return ConfigError{std::move(vsock).error()};
+  return std::move(vsock).value();
+}
+
+std::string vsock_synopsis() {
+  return vsock_options().synopsis();
+}
+
+std::string vsock_help() {
+  return vsock_options().help();
 }
 
 ConfigResult<uint64_t> parse_memory_size(std::string_view text) {
@@ -502,6 +538,7 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
   std::vector<std::string> ports;
   std::vector<std::string> filesystems;
   std::vector<std::string> networks;
+  std::vector<std::string> vsock;
   bool host_root = false;
   std::optional<std::string> exec;
   std::string cwd;
@@ -561,6 +598,13 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
   app.add_option("--net", networks,
                  "Network device, eth0, eth1, ... (repeatable): " + net_synopsis() +
                      ". `--net passt` needs nothing but passt installed")
+      ->type_name("SPEC")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("--vsock", vsock,
+                 "virtio-vsock: " + vsock_synopsis() +
+                     ". A host process connects to PATH and writes 'CONNECT <port>' to reach "
+                     "a guest port; a guest connection to CID 2 port P goes to PATH_P")
       ->type_name("SPEC")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
@@ -659,6 +703,9 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       "Network keys (--net, comma-separated):\n" +
       net_help() +
       "\n"
+      "vsock keys (--vsock, comma-separated):\n" +
+      vsock_help() +
+      "\n"
       "Exit status: 0 guest powered off or rebooted, 1 VMM or host error, 2 bad usage,\n"
       "3 guest crashed (triple fault), 4 host KVM cannot run the guest, 5 guest panicked,\n"
       "124 --timeout passed, 130/143 stopped by SIGINT/SIGTERM, 159 a minivmm thread made a\n"
@@ -745,6 +792,17 @@ Result<VmConfig, ParseExit> parse_command_line(int argc, const char* const* argv
       }
     }
     config.networks.push_back(std::move(net).value());
+  }
+  if (vsock.size() > 1) return ParseExit{2, "--vsock: one vsock device at most"};
+  if (!vsock.empty()) {
+    auto v = parse_vsock(vsock.front());
+    if (!v) return ParseExit{2, v.error().message};
+    for (const PortConfig& port : config.ports) {
+      if (port.socket == v->socket) {
+        return ParseExit{2, "--vsock: socket=" + v->socket + " is a --port's socket too"};
+      }
+    }
+    config.vsock = std::move(v).value();
   }
   // on|off options, checked here so that --help shows "on|off" and nothing else; a TOML
   // --config file may say true / false.

@@ -66,6 +66,14 @@ struct NetConfig {
   bool operator==(const NetConfig&) const = default;
 };
 
+// virtio-vsock (--vsock): the guest's CID, and the unix socket minivmm listens on for host
+// connections ("CONNECT <port>"); guest connections to host port P go to PATH_P.
+struct VsockConfig {
+  uint64_t cid = 0;
+  std::string socket;
+  bool operator==(const VsockConfig&) const = default;
+};
+
 // --host-root --exec CMD: boot the kernel on the host's own root (read-only over virtio-fs,
 // minivmm's virtiofsd) with minivmm's initramfs and init, run CMD there; its stdout and
 // stderr are minivmm's, its status minivmm's exit status.
@@ -108,6 +116,7 @@ struct VmConfig {
   std::vector<PortConfig> ports;        // virtio-console named ports, ids 1..N
   std::vector<FsConfig> filesystems;    // --fs shares, in order
   std::vector<NetConfig> networks;      // --net devices, in order (eth0, eth1, ...)
+  std::optional<VsockConfig> vsock;     // --vsock cid=N,socket=PATH
   std::optional<HostRootConfig> host_root;  // --host-root --exec CMD
   bool exit_port = true;                // the minivmm.exit port for the guest's status
   bool pvpanic = true;                  // QEMU's pvpanic device at 0x505 (--pvpanic)
@@ -160,6 +169,10 @@ std::string fs_help();
 ConfigResult<NetConfig> parse_net(std::string_view text);
 std::string net_synopsis();
 std::string net_help();
+// "cid=N,socket=PATH" (vsock_synopsis()): N in [3, 2^32 - 2].
+ConfigResult<VsockConfig> parse_vsock(std::string_view text);
+std::string vsock_synopsis();
+std::string vsock_help();
 
 // What the command line asks for: run a VM, or exit now with `status` after printing
 // `output` (help text, to stdout) or an error line (to stderr).

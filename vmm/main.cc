@@ -97,13 +97,17 @@ int run(int argc, char** argv, std::chrono::steady_clock::time_point start) {
   confinement.seccomp = config.seccomp;
   confinement.status_fd = status_file.fd();
   confinement.user = config.user;
+  std::vector<std::string> sockets;  // removed at exit
   for (const auto& port : config.ports) {
-    if (port.socket.empty()) continue;
+    if (!port.socket.empty()) sockets.push_back(port.socket);
+  }
+  if (config.vsock) sockets.push_back(config.vsock->socket);
+  for (const std::string& socket : sockets) {
     // The socket's directory (std::filesystem would cost the static binary 100s of KiB).
-    const size_t slash = port.socket.rfind('/');
+    const size_t slash = socket.rfind('/');
     confinement.removable_dirs.push_back(slash == std::string::npos ? "."
                                          : slash == 0               ? "/"
-                                                                    : port.socket.substr(0, slash));
+                                                                    : socket.substr(0, slash));
   }
   try {
     minivmm::vmm::init_confinement(confinement);

@@ -8,7 +8,9 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -263,6 +265,20 @@ void allow_net(Filter& f, int) {
   for (int nr : {SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(sendmsg)}) f.allow(nr);
 }
 
+void allow_vsock(Filter& f, int) {
+  // virtio-vsock: host clients accepted on its listening socket, and the guest's
+  // connections to PATH_P, for which it makes AF_UNIX stream sockets (non-blocking,
+  // close-on-exec: the one socket() any class may call after boot) and connects them.
+  for (int nr : {SCMP_SYS(accept4), SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(shutdown)}) {
+    f.allow(nr);
+  }
+  f.allow(SCMP_SYS(socket),
+          {arg(0, SCMP_CMP_EQ, AF_UNIX),
+           arg(1, SCMP_CMP_EQ, static_cast<scmp_datum_t>(SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC)),
+           arg(2, SCMP_CMP_EQ, 0)});
+  f.allow(SCMP_SYS(connect), {arg(2, SCMP_CMP_EQ, sizeof(sockaddr_un))});
+}
+
 // The classes: a new kind of thread comes with its row here, and the probe table
 // (tests/vmm/seccomp_test.cc) covers every row.
 struct ClassFilter {
@@ -275,7 +291,8 @@ constexpr ClassFilter kClassFilters[] = {{"main", allow_main},
                                          {"rng", allow_rng},
                                          {"console", allow_console},
                                          {"vhost", allow_vhost},
-                                         {"net", allow_net}};
+                                         {"net", allow_net},
+                                         {"vsock", allow_vsock}};
 
 void allow_class(Filter& f, std::string_view thread_class, int vcpu_fd) {
   for (const ClassFilter& c : kClassFilters) {

@@ -26,6 +26,7 @@
 #include "boot/kernel_version.h"
 #include "boot/layout.h"
 #include "boot/linux_boot.h"
+#include "devices/virtio_vsock.h"
 #include "vmm/cpuid.h"
 #include "vmm/exit_status.h"
 #include "vmm/jail.h"
@@ -129,6 +130,8 @@ JailLimits jail_limits_for(const VmConfig& config) {
       limits.extra_fds += 2;
     }
   }
+  // vsock: its connections, and a host client it accepts only to refuse.
+  if (config.vsock) limits.extra_fds += devices::VirtioVsock::Options{}.max_connections + 1;
   if (!files_grow) {
     uint64_t largest = 64 * 1024;  // room for the status file's line
     for (const devices::BlockConfig& disk : config.disks) {
@@ -269,7 +272,8 @@ void Vm::create_virtio_devices(const VmConfig& config) {
   // Every device takes a window; disks first, so that they are vda, vdb, ... in order.
   const bool console = config.console || !config.ports.empty() || config.exit_port;
   const size_t wanted = config.disks.size() + config.filesystems.size() + config.networks.size() +
-                        (config.host_root ? 1 : 0) + (config.rng ? 1 : 0) + (console ? 1 : 0);
+                        (config.host_root ? 1 : 0) + (config.rng ? 1 : 0) + (console ? 1 : 0) +
+                        (config.vsock ? 1 : 0);
   if (wanted > boot::kMaxVirtioMmioDevices) {
     std::string others;
     if (!config.filesystems.empty()) {
@@ -297,6 +301,15 @@ void Vm::create_virtio_devices(const VmConfig& config) {
   create_networks(config);
   if (config.rng) add_virtio_device("rng", std::make_shared<devices::VirtioRng>());
   if (console) create_console(config);
+  if (config.vsock) {
+    try {
+      add_virtio_device("vsock", std::make_shared<devices::VirtioVsock>(
+                                     config.vsock->cid, devices::vsock_listen(config.vsock->socket),
+                                     config.vsock->socket));
+    } catch (const std::system_error& e) {
+      throw VmError(std::string("--vsock: cannot listen on ") + e.what(), kExitVmmError);
+    }
+  }
 }
 
 std::shared_ptr<devices::HostOutput> Vm::open_output(const SerialConfig& mode, const char* what) {

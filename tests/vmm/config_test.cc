@@ -203,6 +203,37 @@ TEST_CASE("shared directories (--fs)") {
         "--fs: tag=a is given more than once");
 }
 
+TEST_CASE("vsock (--vsock): cid and socket, once") {
+  auto v = parse_vsock("cid=3,socket=/run/vm.vsock");
+  REQUIRE(v.has_value());
+  CHECK(*v == VsockConfig{3, "/run/vm.vsock"});
+  CHECK(parse_vsock("cid=4294967294,socket=s").has_value());
+  CHECK(parse_vsock("socket=s").error().message == "--vsock: cid=N is required");
+  CHECK(parse_vsock("cid=3").error().message == "--vsock: socket=PATH is required");
+  for (const char* bad : {"cid=2,socket=s", "cid=0,socket=s", "cid=4294967295,socket=s",
+                          "cid=x,socket=s", "cid=3,socket=", "cid=3,socket=s,mode=x"}) {
+    INFO(bad);
+    const auto r = parse_vsock(bad);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().message.starts_with("--vsock: "));
+  }
+  CHECK_FALSE(parse_vsock("cid=3,socket=/" + std::string(96, 'a')).has_value());  // PATH_P
+  CHECK(parse_vsock("cid=3,socket=/" + std::string(95, 'a')).has_value());
+
+  CHECK_FALSE(parse_ok({"--kernel", "k"}).vsock.has_value());
+  const VmConfig c = parse_ok({"--kernel", "k", "--vsock", "cid=5,socket=v.sock"});
+  REQUIRE(c.vsock.has_value());
+  CHECK(c.vsock->cid == 5);
+  CHECK(c.vsock->socket == "v.sock");
+  CHECK(parse_error({"--kernel", "k", "--vsock", "cid=3,socket=a", "--vsock", "cid=4,socket=b"})
+            .output == "--vsock: one vsock device at most");
+  CHECK(parse_error({"--kernel", "k", "--port", "name=p,socket=s", "--vsock", "cid=3,socket=s"})
+            .output == "--vsock: socket=s is a --port's socket too");
+  const ParseExit bad = parse_error({"--kernel", "k", "--vsock", "cid=1,socket=s"});
+  CHECK(bad.status == 2);
+  CHECK(bad.output.find('\n') == std::string::npos);
+}
+
 TEST_CASE("host root mode (--host-root --exec): the command, and what it needs of the rest") {
   const VmConfig c = parse_ok({"--kernel", "k", "--host-root", "--exec", "uname -r"});
   REQUIRE(c.host_root.has_value());

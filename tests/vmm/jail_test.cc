@@ -9,12 +9,15 @@
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <string>
 
@@ -162,4 +165,37 @@ TEST_CASE("jail: Landlock denies a confined thread every file-system access", "[
     ::close(::open(theirs.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
     ::rmdir((theirs + ".d").c_str());
   }
+}
+
+// The vsock worker connects guest connections to PATH_P after it is confined: Landlock's
+// file-system rights (every one this kernel has, handled and denied) do not cover
+// connecting to a unix socket by its path, and its seccomp filter allows the socket.
+TEST_CASE("jail: a confined vsock worker can connect to a unix socket by path", "[jail]") {
+  TempDir dir;
+  const std::string path = dir.file("v.sock_5000");
+  const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(listener >= 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size());
+  REQUIRE(::bind(listener, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0);
+  REQUIRE(::listen(listener, 4) == 0);
+  for (bool landlock : {true, false}) {
+    INFO("landlock " << (landlock ? "on" : "off (the control)"));
+    CHECK(in_child([&] {
+            minivmm::vmm::ConfinementOptions options;
+            options.seccomp = minivmm::vmm::SeccompMode::kOn;
+            options.landlock = landlock;
+            minivmm::vmm::init_confinement(options);
+            minivmm::vmm::confine_thread("vsock");
+            const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            EXPECT(fd >= 0);
+            EXPECT(::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0);
+            return 0;
+          }) == 0);
+    const int peer = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    CHECK(peer >= 0);
+    ::close(peer);
+  }
+  ::close(listener);
 }

@@ -14,7 +14,9 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -179,6 +181,45 @@ std::vector<Probe> probe_table() {
   add({"vhost", "poll", true, "", [] { ::poll(nullptr, 0, 0); }});
   add({"vhost", "accept4", false, "accept4", [] { ::accept4(kOtherFd, nullptr, nullptr, 0); }});
   add({"vhost", "getrandom", false, "getrandom", [] {
+         char b;
+         ::syscall(SYS_getrandom, &b, 1, 0);
+       }});
+  // vsock: its host sockets, and AF_UNIX stream sockets (non-blocking, close-on-exec) for
+  // the guest's connections to PATH_P; no other socket.
+  add({"vsock", "socket AF_UNIX stream, non-blocking", true, "", [] {
+         ::close(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+       }});
+  add({"vsock", "socket AF_INET", false, "socket", [] {
+         ::close(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+       }});
+  add({"vsock", "socket AF_UNIX datagram", false, "socket", [] {
+         ::close(::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+       }});
+  add({"vsock", "connect a unix address", true, "", [] {
+         sockaddr_un a{};
+         a.sun_family = AF_UNIX;
+         ::connect(kOtherFd, reinterpret_cast<const sockaddr*>(&a), sizeof(a));
+       }});
+  add({"vsock", "connect an inet address", false, "connect", [] {
+         sockaddr_in a{};
+         a.sin_family = AF_INET;
+         ::connect(kOtherFd, reinterpret_cast<const sockaddr*>(&a), sizeof(a));
+       }});
+  add({"vsock", "accept4", true, "", [] { ::accept4(kOtherFd, nullptr, nullptr, 0); }});
+  add({"vsock", "recvfrom (MSG_PEEK)", true, "", [] {
+         char b;
+         ::recv(kOtherFd, &b, 1, MSG_DONTWAIT | MSG_PEEK);
+       }});
+  add({"vsock", "sendto", true, "",
+       [] { ::send(kOtherFd, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL); }});
+  add({"vsock", "shutdown", true, "", [] { ::shutdown(kOtherFd, SHUT_WR); }});
+  add({"vsock", "bind", false, "bind", [] {
+         sockaddr_un a{};
+         a.sun_family = AF_UNIX;
+         ::bind(kOtherFd, reinterpret_cast<const sockaddr*>(&a), sizeof(a));
+       }});
+  add({"vsock", "unlink", false, "unlink", [] { ::unlink("/nonexistent/minivmm-probe"); }});
+  add({"vsock", "getrandom", false, "getrandom", [] {
          char b;
          ::syscall(SYS_getrandom, &b, 1, 0);
        }});
