@@ -78,8 +78,8 @@ UniqueFd make_ruleset(int abi, const std::vector<std::string>& removable_dirs) {
   return ruleset;
 }
 
-void hook(const char* thread_class) {
-  confine_thread(thread_class);
+void hook(const char* thread_class, int own_fd) {
+  confine_thread(thread_class, own_fd);
 }
 
 }  // namespace
