@@ -659,6 +659,52 @@ TEST_CASE("every thread of a running VM is under its seccomp filter, in the jail
   ::close(leaked);
 }
 
+// The same with a virtio-fs share, whose device worker is the "vhost" thread (virtiofsd is a
+// process of its own, with its own sandbox). minivmm starts the daemon itself only as root.
+TEST_CASE("with a virtio-fs share the vhost thread is under its seccomp filter too",
+          "[kvm][seccomp][fs]") {
+  REQUIRE_KVM();
+  const char* daemon = "/usr/lib/qemu/virtiofsd";
+  if (::geteuid() != 0) {
+    WARN("SKIPPED: minivmm starts virtiofsd only as root; these tests run as uid "
+         << ::geteuid());
+    return;
+  }
+  if (::access(daemon, X_OK) != 0) {
+    WARN("SKIPPED: " << daemon << " is not installed (Debian package qemu-system-common)");
+    return;
+  }
+  TempDir dir;
+  const std::string disk = dir.make_file("disk.img", 1 << 20);
+  const std::string share = dir.file("share");
+  REQUIRE(::mkdir(share.c_str(), 0755) == 0);
+  std::vector<std::pair<std::string, std::string>> threads;
+  const Run r = run_minivmm({"--kernel", kGuest, "--cmdline", "minivmm-test=spin", "--cpus", "2",
+                             "--disk", "path=" + disk, "--fs", "tag=t,path=" + share},
+                            SIGTERM, "spinning", std::chrono::seconds(30), [&](pid_t pid) {
+                              std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                              threads = thread_seccomp(pid);
+                            });
+  INFO("stdout:\n" << r.out << "stderr:\n" << r.err);
+  CHECK(r.status == 128 + SIGTERM);
+  std::map<std::string, int> names;
+  std::string all;
+  for (const auto& [name, seccomp] : threads) all += name + "(" + seccomp + ") ";
+  INFO("threads: " << all);
+  size_t ours = 0;
+  for (const auto& [name, seccomp] : threads) {
+    if (name.rfind("kvm-", 0) == 0) continue;  // KVM's kernel worker, as above
+    INFO("thread " << name);
+    CHECK(seccomp == "2");
+    ++names[name];
+    ++ours;
+  }
+  // main, two vCPUs, blk, rng, console, vhost.
+  CHECK(ours == 7);
+  CHECK(names["vhost"] == 1);
+  CHECK(names["blk"] == 1);
+}
+
 // A violation in the real binary: its reporter, its exit status and its --status-file line.
 // No guest can make a minivmm thread call what its filter forbids (that would be the bug
 // the filters are there for), so test builds (-DMINIVMM_FAULT_INJECTION=ON) have a trigger:
