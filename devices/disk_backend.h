@@ -62,6 +62,9 @@ class DiskBackend {
   virtual int completion_fd() const = 0;
   virtual size_t in_flight() const = 0;
   virtual const char* name() const = 0;
+  // The io_uring fd the backend's io_uring_enter calls name, -1 for a backend without a
+  // ring: the only one the I/O thread's seccomp filter lets it enter (vmm/seccomp.h).
+  virtual int ring_fd() const { return -1; }
 };
 
 // The synchronous backend over `image` (which must outlive it).

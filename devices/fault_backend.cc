@@ -122,6 +122,7 @@ class FaultBackend final : public DiskBackend {
   int completion_fd() const override { return epoll_; }
   size_t in_flight() const override { return inner_->in_flight() + injected_.size(); }
   const char* name() const override { return name_.c_str(); }
+  int ring_fd() const override { return inner_->ring_fd(); }
 
  private:
   struct Short {

@@ -11,12 +11,14 @@
 namespace minivmm::devices {
 
 // Installs the sandbox of `thread_class` on the calling thread; throws when it cannot.
-using ThreadClassHook = void (*)(const char* thread_class);
+// `own_fd` is the one fd of its kind the thread may use (a blk worker's io_uring ring), or
+// -1: the filter pins its calls to it.
+using ThreadClassHook = void (*)(const char* thread_class, int own_fd);
 
 void set_thread_class_hook(ThreadClassHook hook);
 
 // The calling thread enters `thread_class` (a string literal): throws what the hook threw.
-void enter_thread_class(const char* thread_class);
+void enter_thread_class(const char* thread_class, int own_fd = -1);
 
 // The class the calling thread entered, or nullptr.
 const char* current_thread_class();

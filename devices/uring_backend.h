@@ -40,6 +40,11 @@ class UringBackend final : public DiskBackend {
   int completion_fd() const override { return efd_.fd(); }
   size_t in_flight() const override { return in_flight_; }
   const char* name() const override { return "io_uring"; }
+  int ring_fd() const override { return ring_.ring_fd; }
+
+  // The ring itself, for the tests of its restrictions only
+  // (tests/devices/uring_restrictions_test.cc submit what virtio-blk never does).
+  io_uring& ring_for_testing() { return ring_; }
 
  private:
   UringBackend(const DiskImage& image, uint32_t depth)

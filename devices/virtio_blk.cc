@@ -87,10 +87,12 @@ VirtioBlock::VirtioBlock(const BlockConfig& config)
   config_.max_write_zeroes_seg = kMaxDwzSegments;
   config_.write_zeroes_may_unmap = 1;
   // The backend lives on the I/O thread from before the guest runs until the device goes
-  // away (an io_uring ring is made and locked down before the thread's seccomp filter).
+  // away (an io_uring ring is made and locked down before the thread's seccomp filter,
+  // which lets the thread enter that ring only).
   worker_.spawn("blk", [this] {
     backend_ = make_backend(cfg_, image_);
     backend_name_ = backend_->name();
+    return backend_->ring_fd();
   });
 }
 

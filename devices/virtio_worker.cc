@@ -22,7 +22,7 @@ VirtioWorker::~VirtioWorker() {
   thread_.join();
 }
 
-void VirtioWorker::spawn(const char* thread_class, const std::function<void()>& on_spawn) {
+void VirtioWorker::spawn(const char* thread_class, const std::function<int()>& on_spawn) {
   if (thread_.joinable()) return;
   error_ = nullptr;
   spawned_ = false;
@@ -52,12 +52,13 @@ void VirtioWorker::spawn(const char* thread_class, const std::function<void()>& 
   }
 }
 
-void VirtioWorker::thread_main(const char* thread_class, const std::function<void()>& on_spawn) {
+void VirtioWorker::thread_main(const char* thread_class, const std::function<int()>& on_spawn) {
   ::pthread_setname_np(::pthread_self(), std::string(thread_class).substr(0, 15).c_str());
   try {
     loop_ = std::make_unique<EventLoop>();
-    if (on_spawn) on_spawn();  // `on_spawn` belongs to spawn(), which waits for this
-    enter_thread_class(thread_class);
+    // `on_spawn` belongs to spawn(), which waits for this.
+    const int own_fd = on_spawn ? on_spawn() : -1;
+    enter_thread_class(thread_class, own_fd);
   } catch (...) {
     std::lock_guard lock(mutex_);
     error_ = std::current_exception();

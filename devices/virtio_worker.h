@@ -66,10 +66,11 @@ class VirtioWorker {
 
   // Makes the thread, which names itself `thread_class` (a string literal of at most 15
   // characters: "blk", "rng", ...; what ps shows and what the seccomp filter is chosen by),
-  // runs `on_spawn` (what must happen on this thread before its filter: an io_uring ring),
-  // enters its thread class and waits for start(). Returns when it waits. Throws what
+  // runs `on_spawn` (what must happen on this thread before its filter: an io_uring ring;
+  // it returns the fd the filter pins the thread's calls to, the ring's, or -1), enters its
+  // thread class and waits for start(). Returns when it waits. Throws what
   // on_spawn or entering the class threw, or std::system_error; nothing when spawned.
-  void spawn(const char* thread_class, const std::function<void()>& on_spawn = {});
+  void spawn(const char* thread_class, const std::function<int()>& on_spawn = {});
   // Serves one activation on the thread; returns once on_start ran. `name` is the device in
   // log lines ("virtio-blk disk.img"). What `ctx` refers to (memory, queues, events,
   // interrupt) must stay valid until stop(); `ctx` itself is copied. Throws what on_start
@@ -99,7 +100,7 @@ class VirtioWorker {
 
  private:
   enum class State { kIdle, kStarting, kRunning };
-  void thread_main(const char* thread_class, const std::function<void()>& on_spawn);
+  void thread_main(const char* thread_class, const std::function<int()>& on_spawn);
   void serve_activation();
 
   std::string name_;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string_view>
@@ -44,6 +45,13 @@ struct RulesetAttr {
 };
 
 std::optional<UserIds> g_user;
+#if MINIVMM_FAULT_INJECTION
+// Test builds only: the thread class named by MINIVMM_TEST_SECCOMP_VIOLATION (read once, in
+// init_confinement) makes one forbidden call, openat, right after its filter is installed,
+// so that tests can see the real binary's reporter end it (tests/vmm/e2e_test.cc). A
+// release build has no such variable: no path to a violation exists there by design.
+std::string g_violating_class;
+#endif
 UniqueFd g_ruleset_all;   // every file-system access denied
 UniqueFd g_ruleset_main;  // the same, but files may be removed in `removable_dirs`
 
@@ -78,8 +86,8 @@ UniqueFd make_ruleset(int abi, const std::vector<std::string>& removable_dirs) {
   return ruleset;
 }
 
-void hook(const char* thread_class) {
-  confine_thread(thread_class);
+void hook(const char* thread_class, int own_fd) {
+  confine_thread(thread_class, own_fd);
 }
 
 }  // namespace
@@ -107,6 +115,9 @@ void init_confinement(const ConfinementOptions& options) {
                              std::to_string(::geteuid()));
   }
   g_user = options.user;
+#if MINIVMM_FAULT_INJECTION
+  if (const char* c = std::getenv("MINIVMM_TEST_SECCOMP_VIOLATION")) g_violating_class = c;
+#endif
   init_seccomp(options.seccomp, options.status_fd);
   if (options.landlock) {
     const int abi = landlock_abi();
@@ -124,7 +135,7 @@ void init_confinement(const ConfinementOptions& options) {
   devices::set_thread_class_hook(hook);
 }
 
-void confine_thread(const char* thread_class, int vcpu_fd) {
+void confine_thread(const char* thread_class, int own_fd) {
   const bool main = std::string_view(thread_class) == "main";
   if (g_user) {
     // This thread only (raw system calls), groups first while it may still change them.
@@ -140,7 +151,13 @@ void confine_thread(const char* thread_class, int vcpu_fd) {
   if (ruleset.valid() && ::syscall(SYS_landlock_restrict_self, ruleset.get(), 0) != 0) {
     throw std::runtime_error(std::string("landlock_restrict_self: ") + std::strerror(errno));
   }
-  install_seccomp_filter(thread_class, vcpu_fd);
+  install_seccomp_filter(thread_class, own_fd);
+#if MINIVMM_FAULT_INJECTION
+  if (g_violating_class == thread_class) {
+    const long fd = ::syscall(SYS_openat, AT_FDCWD, "/", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) ::close(static_cast<int>(fd));  // --seccomp off or log: nothing happens
+  }
+#endif
   if (main) {
     // The main thread is confined last: nothing needs the rulesets any more.
     g_ruleset_all.reset();

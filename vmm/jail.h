@@ -47,9 +47,9 @@ struct ConfinementOptions {
 // which device workers call confine_thread.
 void init_confinement(const ConfinementOptions& options);
 
-// Landlock, then the seccomp filter of `thread_class`, on the calling thread. Throws
-// std::runtime_error when a filter cannot be installed.
-void confine_thread(const char* thread_class, int vcpu_fd = -1);
+// Landlock, then the seccomp filter of `thread_class`, on the calling thread. `own_fd` as
+// for install_seccomp_filter. Throws std::runtime_error when a filter cannot be installed.
+void confine_thread(const char* thread_class, int own_fd = -1);
 
 struct JailLimits {
   uint64_t fsize = 0;      // RLIMIT_FSIZE, 0 = leave it

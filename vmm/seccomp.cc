@@ -195,7 +195,8 @@ void allow_common(Filter& f) {
   f.allow(SCMP_SYS(tgkill), {arg(0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(::getpid()))});
 }
 
-// Each class's own allowlist, on top of allow_common. `vcpu_fd` is used by "vcpu" only.
+// Each class's own allowlist, on top of allow_common, given the thread's own fd (vcpu: its
+// vCPU fd; blk: its io_uring ring, or -1).
 void allow_main(Filter& f, int) {
   // The terminal (isatty, raw mode and its restore, the window size) on stdin/stdout/
   // stderr; never TIOCSTI or TIOCLINUX.
@@ -232,8 +233,13 @@ void allow_vcpu(Filter& f, int vcpu_fd) {
   f.allow(SCMP_SYS(ioctl), {own, arg(1, SCMP_CMP_EQ, KVM_GET_REGS)});  // crash reports
 }
 
-void allow_blk(Filter& f, int) {
-  for (int nr : {SCMP_SYS(io_uring_enter), SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(preadv),
+void allow_blk(Filter& f, int ring_fd) {
+  // io_uring_enter only on the disk's own ring (restricted: devices/uring_backend.cc); a
+  // disk on the sync engine has none.
+  if (ring_fd >= 0) {
+    f.allow(SCMP_SYS(io_uring_enter), {arg(0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(ring_fd))});
+  }
+  for (int nr : {SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(preadv),
                  SCMP_SYS(pwritev), SCMP_SYS(preadv2), SCMP_SYS(pwritev2), SCMP_SYS(fdatasync),
                  SCMP_SYS(fsync), SCMP_SYS(fallocate)}) {
     f.allow(nr);

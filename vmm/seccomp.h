@@ -1,7 +1,8 @@
 // Per-thread seccomp filters. Every thread that runs while the guest does belongs to one
-// class -- "main", "vcpu", or a device worker's ("blk", "rng", "console") -- and runs under
-// that class's allowlist, built with libseccomp when the thread enters its class so that
-// arguments can be pinned: KVM_RUN only on the thread's own vCPU fd, terminal ioctls only
+// class -- "main", "vcpu", or a device worker's (seccomp_thread_classes(): "blk", "rng",
+// "console", "vhost", ...) -- and runs under that class's allowlist, built with libseccomp
+// when the thread enters its class so that arguments can be pinned: KVM_RUN only on the
+// thread's own vCPU fd, io_uring_enter only on a blk worker's own ring, terminal ioctls only
 // the harmless ones on fds 0-2, mmap/mprotect never with PROT_EXEC, signals only to
 // minivmm's own threads. No class may open a file, create a thread, exec, set up or
 // register an io_uring, or make a KVM setup ioctl: everything of that kind happens before
@@ -33,10 +34,11 @@ void init_seccomp(SeccompMode mode, int status_fd = -1);
 SeccompMode seccomp_mode();
 
 // Confines the calling thread to `thread_class`'s allowlist (nothing in mode kOff).
-// `vcpu_fd` is the thread's own vCPU fd, for "vcpu". Throws std::runtime_error for a class
-// without a filter (a new kind of thread must come with its filter) or when the kernel
-// refuses the filter.
-void install_seccomp_filter(const char* thread_class, int vcpu_fd = -1);
+// `own_fd` is the thread's own fd its calls are pinned to: for "vcpu" its vCPU fd
+// (KVM_RUN), for "blk" its io_uring ring (io_uring_enter; -1 for a disk without a ring,
+// which then may not enter any). Throws std::runtime_error for a class without a filter (a
+// new kind of thread must come with its filter) or when the kernel refuses the filter.
+void install_seccomp_filter(const char* thread_class, int own_fd = -1);
 
 // Every class that has a filter, for tests and --help.
 std::vector<const char*> seccomp_thread_classes();

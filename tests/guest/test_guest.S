@@ -32,6 +32,14 @@
  *                          queues that are not ready); prints "hostile done mmio=0x...
  *                          pio=0x.. status=0x..", and exits through port 0xf4 with 0 when
  *                          the holes read as all ones (else 1)
+ *   minivmm-test=blkio     drive the virtio-blk device at the first virtio-mmio window
+ *                          (VERSION_1 and FLUSH negotiated, one queue of 8, no interrupts:
+ *                          the used ring is polled): write 1 KiB of 0x5a to sector 0, read
+ *                          it back, flush, write 1 KiB of 0xa5 to sector 8, read it back,
+ *                          flush; print "blkio w0=SS r0=SS d0=V f0=SS w8=SS r8=SS d8=V
+ *                          f1=SS" (SS: each request's status byte in hex, ee if it never
+ *                          completed; V: y when the read buffer holds the pattern, n when
+ *                          not), then power off
  *
  * Loaders that start a bzImage in real mode (QEMU's firmware on -M microvm; used by
  * bench/vmm_bench.py to run this same image under QEMU) land on a separate 16-bit path in the
@@ -260,6 +268,11 @@ progress:
         call contains
         test %eax, %eax
         jnz hostile
+        mov %r14, %rdi
+        lea word_blkio(%rip), %rsi
+        call contains
+        test %eax, %eax
+        jnz blkio
 
         lea msg_reset(%rip), %rsi
         call puts
@@ -379,6 +392,197 @@ hostile:
 6:      hlt
         jmp 6b
 
+/* blkio: see the file comment. %rbx = the virtio-mmio base found above, or 0. Guest RAM at
+ * BLK_MEM (identity mapped, above this image) holds the queue and the request. */
+#define BLK_MEM 0x200000
+#define BLK_DESC (BLK_MEM)
+#define BLK_AVAIL (BLK_MEM + 0x1000)
+#define BLK_USED (BLK_MEM + 0x2000)
+#define BLK_HDR (BLK_MEM + 0x3000)
+#define BLK_DATA (BLK_MEM + 0x4000)
+#define BLK_STATUS (BLK_MEM + 0x5000)
+#define BLK_LEN 1024
+#define BLK_T_IN 0
+#define BLK_T_OUT 1
+#define BLK_T_FLUSH 4
+blkio:
+        test %rbx, %rbx
+        jz 9f
+        cmpl $2, 0x008(%rbx)                  /* DeviceID: block */
+        jne 9f
+        mov $BLK_MEM, %rdi                    /* rings, header, data, status: all zero */
+        mov $0x6000, %ecx
+        xor %eax, %eax
+        rep stosb
+        movl $0, 0x070(%rbx)                  /* reset */
+        movl $1, 0x070(%rbx)                  /* ACKNOWLEDGE */
+        movl $3, 0x070(%rbx)                  /* | DRIVER */
+        movl $1, 0x024(%rbx)                  /* DriverFeaturesSel = 1 */
+        movl $1, 0x020(%rbx)                  /* VERSION_1 (bit 32) */
+        movl $0, 0x024(%rbx)
+        movl $0x200, 0x020(%rbx)              /* BLK_F_FLUSH (bit 9) */
+        movl $0xb, 0x070(%rbx)                /* | FEATURES_OK */
+        testl $8, 0x070(%rbx)
+        jz 9f
+        movl $0, 0x030(%rbx)                  /* QueueSel 0 */
+        movl $8, 0x038(%rbx)                  /* QueueNum */
+        movl $BLK_DESC, 0x080(%rbx)
+        movl $0, 0x084(%rbx)
+        movl $BLK_AVAIL, 0x090(%rbx)
+        movl $0, 0x094(%rbx)
+        movl $BLK_USED, 0x0a0(%rbx)
+        movl $0, 0x0a4(%rbx)
+        movl $1, 0x044(%rbx)                  /* QueueReady */
+        movl $0xf, 0x070(%rbx)                /* | DRIVER_OK */
+        xor %r12d, %r12d                      /* the next avail index */
+        lea msg_blkio(%rip), %rsi
+        call puts
+
+        mov $0x5a, %al
+        call blk_fill
+        mov $BLK_T_OUT, %edi
+        xor %esi, %esi
+        mov $2, %edx
+        call blk_req
+        lea msg_w0(%rip), %rsi
+        call blk_report
+        xor %eax, %eax
+        call blk_fill
+        mov $BLK_T_IN, %edi
+        xor %esi, %esi
+        mov $1, %edx
+        call blk_req
+        lea msg_r0(%rip), %rsi
+        call blk_report
+        lea msg_d0(%rip), %rsi
+        call puts
+        mov $0x5a, %al
+        call blk_check
+        call putc
+        mov $BLK_T_FLUSH, %edi
+        xor %esi, %esi
+        xor %edx, %edx
+        call blk_req
+        lea msg_f0(%rip), %rsi
+        call blk_report
+
+        mov $0xa5, %al
+        call blk_fill
+        mov $BLK_T_OUT, %edi
+        mov $8, %esi
+        mov $2, %edx
+        call blk_req
+        lea msg_w8(%rip), %rsi
+        call blk_report
+        xor %eax, %eax
+        call blk_fill
+        mov $BLK_T_IN, %edi
+        mov $8, %esi
+        mov $1, %edx
+        call blk_req
+        lea msg_r8(%rip), %rsi
+        call blk_report
+        lea msg_d8(%rip), %rsi
+        call puts
+        mov $0xa5, %al
+        call blk_check
+        call putc
+        mov $BLK_T_FLUSH, %edi
+        xor %esi, %esi
+        xor %edx, %edx
+        call blk_req
+        lea msg_f1(%rip), %rsi
+        call blk_report
+        mov $'\n', %al
+        call putc
+        jmp poweroff
+9:      lea msg_no_blk(%rip), %rsi
+        call puts
+        mov $1, %al
+        out %al, $0xf4
+8:      hlt
+        jmp 8b
+
+/* blk_req: one request, type %edi, sector %rsi, data: %edx 0 none, 1 the device writes it
+ * (a read), 2 the device reads it (a write); waits for it and returns its status byte in
+ * %al (0xee if it never completed). Clobbers %rax, %rcx, %r8-%r10. */
+blk_req:
+        mov $BLK_HDR, %r8
+        mov %edi, (%r8)
+        movl $0, 4(%r8)
+        mov %rsi, 8(%r8)
+        mov $BLK_STATUS, %r8
+        movb $0xff, (%r8)
+        mov $BLK_DESC, %r9
+        movq $BLK_HDR, 0(%r9)
+        movl $16, 8(%r9)
+        movw $1, 12(%r9)                      /* VIRTQ_DESC_F_NEXT */
+        movw $1, 14(%r9)
+        lea 16(%r9), %r10
+        test %edx, %edx
+        jz 1f
+        movq $BLK_DATA, 0(%r10)
+        movl $BLK_LEN, 8(%r10)
+        mov $1, %eax
+        cmp $1, %edx
+        jne 2f
+        or $2, %eax                           /* VIRTQ_DESC_F_WRITE */
+2:      mov %ax, 12(%r10)
+        movw $2, 14(%r10)
+        add $16, %r10
+1:      movq $BLK_STATUS, 0(%r10)
+        movl $1, 8(%r10)
+        movw $2, 12(%r10)                     /* WRITE, the last */
+        movw $0, 14(%r10)
+        mov $BLK_AVAIL, %r9
+        mov %r12d, %eax
+        and $7, %eax
+        movw $0, 4(%r9,%rax,2)                /* ring[idx % 8] = head 0 */
+        inc %r12d
+        mfence
+        mov %r12w, 2(%r9)                     /* avail idx */
+        mfence
+        movl $0, 0x050(%rbx)                  /* QueueNotify */
+        mov $BLK_USED, %r9
+        mov $200000000, %ecx
+3:      cmp %r12w, 2(%r9)                     /* used idx */
+        je 4f
+        pause
+        dec %ecx
+        jnz 3b
+        mov $0xee, %al
+        ret
+4:      mov 0x060(%rbx), %eax                 /* InterruptStatus, acknowledged */
+        mov %eax, 0x064(%rbx)
+        movzbl (%r8), %eax
+        ret
+
+/* blk_fill: the data buffer filled with %al. blk_check: %al = 'y' when the buffer holds only
+ * %al, else 'n'. Both clobber %rdi, %rcx. */
+blk_fill:
+        mov $BLK_DATA, %rdi
+        mov $BLK_LEN, %ecx
+        rep stosb
+        ret
+blk_check:
+        mov $BLK_DATA, %rdi
+        mov $BLK_LEN, %ecx
+        repe scasb
+        mov $'y', %al
+        je 1f
+        mov $'n', %al
+1:      ret
+
+/* blk_report: the string at %rsi, then %al as two hex digits. */
+blk_report:
+        movzbl %al, %eax
+        push %rax
+        call puts
+        pop %rax
+        shl $56, %rax
+        mov $2, %ecx
+        jmp put_hex
+
 /* contains: %eax = 1 when the string at %rdi contains the string at %rsi, else 0. */
 contains:
 1:      xor %ecx, %ecx
@@ -496,6 +700,17 @@ word_flood:     .asciz "minivmm-test=flood"
 word_exit:      .asciz "minivmm-test=exit"
 word_exitw:     .asciz "minivmm-test=exitw"
 word_hostile:   .asciz "minivmm-test=hostile"
+word_blkio:     .asciz "minivmm-test=blkio"
+msg_blkio:      .asciz "minivmm-test-guest: blkio"
+msg_no_blk:     .asciz "minivmm-test-guest: blkio: no virtio-blk device to drive\n"
+msg_w0:         .asciz " w0="
+msg_r0:         .asciz " r0="
+msg_d0:         .asciz " d0="
+msg_f0:         .asciz " f0="
+msg_w8:         .asciz " w8="
+msg_r8:         .asciz " r8="
+msg_d8:         .asciz " d8="
+msg_f1:         .asciz " f1="
 msg_hostile:    .asciz "minivmm-test-guest: hostile done mmio=0x"
 msg_pio:        .asciz " pio=0x"
 msg_status:     .asciz " status=0x"

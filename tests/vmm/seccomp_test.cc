@@ -33,8 +33,11 @@ using minivmm::vmm::SeccompMode;
 
 namespace {
 
-constexpr int kFakeVcpuFd = 100;  // the probe's "own vCPU fd": a dup of /dev/null
-constexpr int kOtherFd = 101;     // another fd it holds
+// The probe's own fd (install_seccomp_filter's `own_fd`: a vCPU's vCPU fd, a blk worker's
+// io_uring ring): a dup of /dev/null.
+constexpr int kOwnFd = 100;
+constexpr int kOtherFd = 101;     // another fd it holds (another disk's ring, say)
+constexpr int kStatusFd = 102;    // the --status-file
 
 struct Probe {
   const char* thread_class;
@@ -113,12 +116,12 @@ std::vector<Probe> probe_table() {
   auto add = [&table](Probe p) { table.push_back(std::move(p)); };
   // vcpu: KVM_RUN, and KVM_GET_REGS for crash reports, on its own fd only.
   add({"vcpu", "ioctl KVM_RUN on its own vCPU fd", true, "",
-       [] { ::ioctl(kFakeVcpuFd, KVM_RUN, 0); }});
+       [] { ::ioctl(kOwnFd, KVM_RUN, 0); }});
   add({"vcpu", "ioctl KVM_RUN on another fd", false, "ioctl",
        [] { ::ioctl(kOtherFd, KVM_RUN, 0); }});
   add({"vcpu", "ioctl KVM_SET_REGS on its own fd", false, "ioctl", [] {
          kvm_regs regs{};
-         ::ioctl(kFakeVcpuFd, KVM_SET_REGS, &regs);
+         ::ioctl(kOwnFd, KVM_SET_REGS, &regs);
        }});
   add({"vcpu", "getrandom", false, "getrandom", [] {
          char b;
@@ -133,13 +136,15 @@ std::vector<Probe> probe_table() {
          termios t{};
          ::ioctl(kOtherFd, TCGETS, &t);
        }});
-  add({"main", "ioctl KVM_RUN", false, "ioctl", [] { ::ioctl(kFakeVcpuFd, KVM_RUN, 0); }});
+  add({"main", "ioctl KVM_RUN", false, "ioctl", [] { ::ioctl(kOwnFd, KVM_RUN, 0); }});
   add({"main", "pwrite64 (the status file)", true, "",
        [] { [[maybe_unused]] ssize_t n = ::pwrite(kOtherFd, "x", 1, 0); }});
   add({"main", "io_uring_enter", false, "io_uring_enter",
        [] { ::syscall(SYS_io_uring_enter, kOtherFd, 0, 0, 0, nullptr, 0); }});
-  // blk: io_uring_enter and the synchronous backend's calls.
-  add({"blk", "io_uring_enter", true, "",
+  // blk: io_uring_enter on its own ring only, and the synchronous backend's calls.
+  add({"blk", "io_uring_enter on its own ring", true, "",
+       [] { ::syscall(SYS_io_uring_enter, kOwnFd, 0, 0, 0, nullptr, 0); }});
+  add({"blk", "io_uring_enter on another disk's ring", false, "io_uring_enter",
        [] { ::syscall(SYS_io_uring_enter, kOtherFd, 0, 0, 0, nullptr, 0); }});
   add({"blk", "pread64", true, "", [] {
          char b;
@@ -150,7 +155,7 @@ std::vector<Probe> probe_table() {
          char b;
          ::syscall(SYS_getrandom, &b, 1, 0);
        }});
-  add({"blk", "ioctl KVM_RUN", false, "ioctl", [] { ::ioctl(kFakeVcpuFd, KVM_RUN, 0); }});
+  add({"blk", "ioctl KVM_RUN", false, "ioctl", [] { ::ioctl(kOwnFd, KVM_RUN, 0); }});
   // rng: getrandom only.
   add({"rng", "getrandom", true, "", [] {
          char b;
@@ -238,22 +243,29 @@ std::vector<Probe> probe_table() {
 struct Outcome {
   int status = -1;  // exit status, or 128 + signal
   std::string err;
+  std::string status_file;  // what the reporter wrote to the --status-file
 };
 
 // Runs `probe` in a child under `mode`; its stderr comes back.
 Outcome run_probe(const Probe& probe, SeccompMode mode) {
   int pipe_fds[2];
   REQUIRE(::pipe2(pipe_fds, O_CLOEXEC) == 0);
+  // The --status-file, opened before the filter as minivmm's is.
+  char status_path[] = "/tmp/minivmm-seccomp-status-XXXXXX";
+  const int status_fd = ::mkstemp(status_path);
+  REQUIRE(status_fd >= 0);
+  ::unlink(status_path);
   const pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
     ::dup2(pipe_fds[1], STDERR_FILENO);
     const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-    ::dup2(null_fd, kFakeVcpuFd);
+    ::dup2(null_fd, kOwnFd);
     ::dup2(null_fd, kOtherFd);
-    minivmm::vmm::init_seccomp(mode);
+    ::dup2(status_fd, kStatusFd);
+    minivmm::vmm::init_seccomp(mode, kStatusFd);
     try {
-      minivmm::vmm::install_seccomp_filter(probe.thread_class, kFakeVcpuFd);
+      minivmm::vmm::install_seccomp_filter(probe.thread_class, kOwnFd);
     } catch (...) {
       ::_exit(99);
     }
@@ -270,6 +282,12 @@ Outcome run_probe(const Probe& probe, SeccompMode mode) {
   int ws = 0;
   REQUIRE(::waitpid(pid, &ws, 0) == pid);
   out.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+  off_t at = 0;
+  while ((n = ::pread(status_fd, buf, sizeof buf, at)) > 0) {
+    out.status_file.append(buf, static_cast<size_t>(n));
+    at += n;
+  }
+  ::close(status_fd);
   return out;
 }
 
@@ -282,9 +300,11 @@ TEST_CASE("seccomp: each thread class's allowed calls work and forbidden ones en
     INFO(probe.thread_class << ": " << probe.what);
     const Outcome on = run_probe(probe, SeccompMode::kOn);
     INFO("stderr: " << on.err);
+    INFO("status file: " << on.status_file);
     if (probe.allowed) {
       CHECK(on.status == 0);
       CHECK(on.err.empty());
+      CHECK(on.status_file.empty());
       continue;
     }
     ++forbidden;
@@ -294,6 +314,9 @@ TEST_CASE("seccomp: each thread class's allowed calls work and forbidden ones en
     CHECK(on.err.rfind(prefix, 0) == 0);
     CHECK(on.err.size() > prefix.size());
     CHECK(on.err.find('\n') == on.err.size() - 1);  // one line
+    // The --status-file: "159 seccomp <the same message>", one line.
+    CHECK(on.status_file == std::to_string(minivmm::vmm::kExitSeccomp) + " seccomp " +
+                                on.err.substr(std::string("minivmm: error: ").size()));
   }
   CHECK(forbidden > 60);
 }
@@ -308,6 +331,7 @@ TEST_CASE("seccomp: with --seccomp off or log every probe's call returns (the co
       INFO("stderr: " << r.err);
       CHECK(r.status == 0);
       CHECK(r.err.empty());
+      CHECK(r.status_file.empty());
     }
   }
 }
