@@ -33,7 +33,7 @@ std::string error_of(const FakeElf& fake, uint64_t ram = kRam) {
 
 }  // namespace
 
-TEST_CASE("ELF: segments load at p_paddr with their bss zeroed; the PVH note is found",
+TEST_CASE("ELF: segments load at p_paddr with their bss zeroed, the PVH note is found",
           "[boot][elf]") {
   FakeElf fake;
   fake.segments.push_back({0x200'0000, 0xffff'ffff'8200'0000, 0x100, 0x1000, 0xbb});

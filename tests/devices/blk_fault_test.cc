@@ -78,7 +78,7 @@ uint8_t flush(BlkHarness& h) {
 
 }  // namespace
 
-TEST_CASE("disk fault specs: what, op, sectors, count; bad ones get one line", "[blk][fault]") {
+TEST_CASE("disk fault specs: what, op, sectors, count, bad ones get one line", "[blk][fault]") {
   auto f = devices::parse_disk_faults("eio:read:100-200:3+delay20:any+short:write+enospc:flush");
   REQUIRE(f);
   REQUIRE(f->size() == 4);

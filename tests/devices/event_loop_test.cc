@@ -59,7 +59,7 @@ TEST_CASE("event loop: handlers are told which of their events fired") {
   CHECK(got == EventLoop::kOut);
 }
 
-TEST_CASE("event loop: modify() changes the interest; hangups are reported regardless") {
+TEST_CASE("event loop: modify() changes the interest, hangups are reported regardless") {
   EventLoop loop;
   Pipe p;
   uint32_t got = 0;

@@ -48,7 +48,7 @@ std::span<const uint8_t> bytes(const std::string& s) {
 
 }  // namespace
 
-TEST_CASE("host output: a full pipe never blocks; the rest waits, then drops, counted") {
+TEST_CASE("host output: a full pipe never blocks, the rest waits, then drops, counted") {
   Pipe pipe;
   HostOutput out(pipe.write_fd, true, "pipe", 4096);
   std::string data;
@@ -113,7 +113,7 @@ TEST_CASE("host output: drain waits for a slow reader and gives up on a stuck on
   CHECK(out->bytes_dropped() == 10);
 }
 
-TEST_CASE("host output: files are truncated and written through; a FIFO needs a reader") {
+TEST_CASE("host output: files are truncated and written through, a FIFO needs a reader") {
   char dir[] = "/tmp/minivmm-output-XXXXXX";
   REQUIRE(::mkdtemp(dir) != nullptr);
   const std::string file = std::string(dir) + "/out.txt";

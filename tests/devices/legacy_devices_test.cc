@@ -38,7 +38,7 @@ void wr(minivmm::mmio::BusDevice& d, uint64_t offset, uint8_t value) {
 
 }  // namespace
 
-TEST_CASE("serial: THR writes reach the sink; LSR always shows an empty transmitter") {
+TEST_CASE("serial: THR writes reach the sink, LSR always shows an empty transmitter") {
   CountingIrq irq;
   std::string out;
   Serial s(irq, [&](uint8_t b) { out.push_back(static_cast<char>(b)); });
@@ -310,7 +310,7 @@ TEST_CASE("exit port: 1-, 2- and 4-byte writes give the status, in both formulas
   CHECK(seen[1].first == 7);  // (0x103 << 1 | 1) & 0xff
 }
 
-TEST_CASE("pvpanic: reads the supported events; PANICKED stops, CRASH_LOADED does not") {
+TEST_CASE("pvpanic: reads the supported events, PANICKED stops, CRASH_LOADED does not") {
   using minivmm::devices::PvPanic;
   int panics = 0, crash_loaded = 0;
   PvPanic dev([&] { ++panics; }, [&] { ++crash_loaded; });

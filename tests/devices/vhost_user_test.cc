@@ -501,7 +501,7 @@ TEST_CASE("virtio-fs: the guest sees the ring features the backend offers, nothi
   CHECK(config[40] == 0);  // past the end: zeroes
 }
 
-TEST_CASE("virtio-fs: activation hands the rings over; calls become interrupts; reset stops") {
+TEST_CASE("virtio-fs: activation hands the rings over, calls become interrupts, reset stops") {
   FsHarness h;
   h.activate();
   // The synthetic kick of each ring at start: buffers queued before DRIVER_OK are seen.

@@ -78,7 +78,7 @@ TEST_CASE("rng: at most kMaxBytesPerRequest per request, whatever the driver dec
   CHECK(guest.host(kData + VirtioRng::kMaxBytesPerRequest)[0] == 0xee);  // not touched
 }
 
-TEST_CASE("rng: a buffer outside guest RAM ends the request; a failing source too") {
+TEST_CASE("rng: a buffer outside guest RAM ends the request, a failing source too") {
   FakeGuestMemory guest(kRam);
   virtio::Queue q(16);
   DriverQueue driver(guest, 16, kRings);

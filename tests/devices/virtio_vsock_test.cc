@@ -390,7 +390,7 @@ TEST_CASE("vsock: a bad or long CONNECT line, no line, or no answer closes the c
   CHECK(f.dev.connections() == 0);
 }
 
-TEST_CASE("vsock: a guest connection goes to PATH_P, both ways; RST when nobody listens") {
+TEST_CASE("vsock: a guest connection goes to PATH_P, both ways, RST when nobody listens") {
   Fixture f;
   f.drv.post_rx(16);
   const int listener = listen_at(f.path + "_6000");
@@ -545,7 +545,7 @@ TEST_CASE("vsock: host data waits for receive buffers without a busy wait, then 
   ::close(fd);
 }
 
-TEST_CASE("vsock: hostile packets are dropped or answered with RST; every chain completes") {
+TEST_CASE("vsock: hostile packets are dropped or answered with RST, every chain completes") {
   Fixture f;
   f.drv.post_rx(64);
   auto [fd, host_port] = f.host_connect(5000);
@@ -607,7 +607,7 @@ TEST_CASE("vsock: hostile packets are dropped or answered with RST; every chain 
   ::close(fd);
 }
 
-TEST_CASE("vsock: reset with connections open closes them; the device works again after") {
+TEST_CASE("vsock: reset with connections open closes them, the device works again after") {
   Fixture f;
   f.drv.post_rx(16);
   auto [fd, host_port] = f.host_connect(5000);
@@ -636,7 +636,7 @@ TEST_CASE("vsock: reset with connections open closes them; the device works agai
   ::close(c);
 }
 
-TEST_CASE("vsock: the device removes its socket; too many connections are refused") {
+TEST_CASE("vsock: the device removes its socket, too many connections are refused") {
   TempDir dir;
   const std::string path = dir.path + "/v.sock";
   {

@@ -312,7 +312,7 @@ Run run_with_stdout_pipe(std::chrono::milliseconds read_every) {
   return r;
 }
 
-TEST_CASE("a stdout nobody reads never stalls the guest; a slow reader loses nothing", "[kvm]") {
+TEST_CASE("a stdout nobody reads never stalls the guest, a slow reader loses nothing", "[kvm]") {
   REQUIRE_KVM();
   // 128 KiB of UART output into a 64 KiB pipe that is never read: the guest still finishes
   // (before output was non-blocking, its vCPU hung in write() for good).
