@@ -203,6 +203,48 @@ TEST_CASE("shared directories (--fs)") {
         "--fs: tag=a is given more than once");
 }
 
+TEST_CASE("network devices (--net)") {
+  auto n = parse_net("tap=tap0");
+  REQUIRE(n.has_value());
+  CHECK(n->tap == "tap0");
+  CHECK_FALSE(n->mac.has_value());
+  n = parse_net("passt");
+  REQUIRE(n.has_value());
+  CHECK(n->passt);
+  CHECK(n->spec == "passt");
+  n = parse_net("passt,forward=8080:80+2222,mac=52:54:00:ab:cd:ef");
+  REQUIRE(n.has_value());
+  CHECK(n->forward == std::vector<std::string>{"8080:80", "2222"});
+  REQUIRE(n->mac.has_value());
+  CHECK((*n->mac)[3] == 0xab);
+  CHECK((*n->mac)[5] == 0xef);
+  n = parse_net("socket=/run/passt.sock");
+  REQUIRE(n.has_value());
+  CHECK(n->socket == "/run/passt.sock");
+  CHECK(parse_net("mac=52:54:00:00:00:01").error().message ==
+        "--net: one of tap=, passt= or socket= is required");
+  CHECK(parse_net("tap=a,socket=b").error().message.starts_with("--net: tap= and socket= exclude"));
+  CHECK(parse_net("tap=a,forward=80").error().message.starts_with("--net: forward= goes with passt"));
+  CHECK(parse_net("passt=off").error().message.starts_with("--net: passt=off leaves no backend"));
+  for (const char* bad : {"passt,forward=80/tcp", "passt,forward=+", "passt,forward=a",
+                          "tap=a,mac=52:54:00:00:00", "tap=a,mac=01:00:5e:00:00:01",
+                          "tap=a,mac=00:00:00:00:00:00", "tap=a,mac=52-54-00-00-00-01",
+                          "tap=0123456789abcdef", "tap=", "passt,unknown=1"}) {
+    INFO(bad);
+    const auto r = parse_net(bad);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().message.starts_with("--net: "));
+  }
+  const VmConfig c = parse_ok({"--kernel", "k", "--net", "passt", "--net", "tap=t1"});
+  REQUIRE(c.networks.size() == 2);
+  CHECK(c.networks[1].tap == "t1");
+  CHECK(parse_error({"--kernel", "k", "--net", "tap=t", "--net", "tap=t"}).output ==
+        "--net: tap=t is given more than once");
+  CHECK(parse_error({"--kernel", "k", "--net", "tap=a,mac=52:54:00:00:00:01", "--net",
+                     "tap=b,mac=52:54:00:00:00:01"})
+            .output.starts_with("--net: two devices with the MAC address"));
+}
+
 TEST_CASE("vsock (--vsock): cid and socket, once") {
   auto v = parse_vsock("cid=3,socket=/run/vm.vsock");
   REQUIRE(v.has_value());
@@ -400,7 +442,7 @@ TEST_CASE("the help documents every disk key from the table that parses them") {
   CHECK_THAT(help, Catch::Contains("Disk keys (--disk, comma-separated):\n" + disk_help()));
 }
 
-TEST_CASE("a TOML file given with --config holds the options; the command line overrides it") {
+TEST_CASE("a TOML file given with --config holds the options, the command line overrides it") {
   char path[] = "/tmp/minivmm-config-XXXXXX";
   const int fd = ::mkstemp(path);
   REQUIRE(fd >= 0);

@@ -9,7 +9,9 @@
 
 #include <fcntl.h>
 #include <linux/io_uring.h>
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
+#include <net/if.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -189,6 +191,25 @@ std::vector<Probe> probe_table() {
          char b;
          ::syscall(SYS_getrandom, &b, 1, 0);
        }});
+  // net: frames to and from its backend (a tap: read/writev; a stream socket: recvfrom,
+  // sendmsg, sendto), and the tap's offloads; no other ioctl, no socket, no accept.
+  add({"net", "ioctl TUNSETOFFLOAD", true, "", [] { ::ioctl(kOtherFd, TUNSETOFFLOAD, 0); }});
+  add({"net", "ioctl TUNSETIFF", false, "ioctl", [] {
+         ifreq ifr{};
+         ::ioctl(kOtherFd, TUNSETIFF, &ifr);
+       }});
+  add({"net", "sendmsg", true, "", [] {
+         msghdr m{};
+         ::sendmsg(kOtherFd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+       }});
+  add({"net", "recvfrom", true, "", [] {
+         char b;
+         ::recv(kOtherFd, &b, 1, MSG_DONTWAIT);
+       }});
+  add({"net", "socket AF_UNIX stream", false, "socket",
+       [] { ::close(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)); }});
+  add({"net", "connect", false, "connect", [] { ::connect(kOtherFd, nullptr, 0); }});
+  add({"net", "accept4", false, "accept4", [] { ::accept4(kOtherFd, nullptr, nullptr, 0); }});
   // vsock: its host sockets, and AF_UNIX stream sockets (non-blocking, close-on-exec) for
   // the guest's connections to PATH_P; no other socket.
   add({"vsock", "socket AF_UNIX stream, non-blocking", true, "", [] {
