@@ -102,7 +102,7 @@ std::optional<virtio::ActivateError> VirtioNet::activate(const virtio::ActivateC
   }
   mergeable_ = virtio::has_feature(acked_features_, kMrgRxbuf);
   VirtioWorker::Hooks hooks;
-  hooks.on_start = [this, &ctx](EventLoop& loop) {
+  hooks.on_start = [this](EventLoop& loop) {
     ctx_ = &worker_.context();
     loop_ = &loop;
     start(loop);
