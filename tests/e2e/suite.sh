@@ -684,8 +684,9 @@ fi
 
 # --- kill -9: no acknowledged write is lost -----------------------------------
 # The guest (scenario durability) writes 4 KiB block N, waits for the flush, prints "ACK N",
-# N = 0, 1, ...; minivmm is SIGKILLed at a random moment after the first ACK and started
-# again from the next block, MINIVMM_E2E_KILLS times (default 10) with a buffered disk and
+# N = 0, 1, ...; minivmm is SIGKILLed at a random moment -- after the first ACK, or, every
+# third run, anywhere in its first 3 s (start-up and boot included) -- and started again
+# from the next block, MINIVMM_E2E_KILLS times (default 10) with a buffered disk and
 # as many with direct=on. After every kill, every block acknowledged so far must hold its
 # pattern. (A line cut short by the kill reads as a smaller number: an earlier block, also
 # acknowledged.) The minimal kernel where there is one (it boots fastest). The buffered
@@ -729,12 +730,18 @@ if selected durability; then
         --disk "path=$img$opt" --cmdline "$base_cmdline minivmm.scenario=durability minivmm.arg=$next" \
         </dev/null >"$run/durability-$mode-$k.vmm" 2>&1 &
       pid=$!
-      for ((w = 0; w < boot_timeout * 10; w++)); do
-        grep -aq '^ACK ' "$klog" 2>/dev/null && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-      done
-      sleep "$((RANDOM % 2)).$((RANDOM % 10))"
+      # Every third run is killed at a random moment of its first 3 s, wherever it is --
+      # setting up, booting, or writing; the others 0-1.9 s after their first ACK.
+      if ((k % 3 != 0)); then
+        for ((w = 0; w < boot_timeout * 10; w++)); do
+          grep -aq '^ACK ' "$klog" 2>/dev/null && break
+          kill -0 "$pid" 2>/dev/null || break
+          sleep 0.1
+        done
+        sleep "$((RANDOM % 2)).$((RANDOM % 10))"
+      else
+        sleep "$((RANDOM % 3)).$((RANDOM % 10))"
+      fi
       { kill -KILL "$pid"; wait "$pid"; } 2>/dev/null
       [[ $? == 137 ]] && killed=$((killed + 1))
       last="$(tr -d '\r' <"$klog" | awk '/^ACK [0-9]+$/ { n = $2 } END { if (n != "") print n }')"
