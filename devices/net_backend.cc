@@ -107,7 +107,8 @@ NetBackend::RxStatus TapBackend::receive(Frame& frame) {
       error_ = "read: " + errno_text(errno);
       return RxStatus::kClosed;
     }
-    if (n == 0 && !is_tap_) {
+    if (n == 0) {
+      if (is_tap_) return RxStatus::kNone;  // not a frame; a tap does not end
       error_ = "the peer closed";
       return RxStatus::kClosed;
     }

@@ -168,7 +168,10 @@ void VirtioNet::on_backend(uint32_t events) {
 
 void VirtioNet::update_interest() {
   if (lost_ || loop_ == nullptr) return;
-  const uint32_t want = (pending_ ? 0 : EventLoop::kIn) |
+  // No input while a frame waits for buffers, or while the receive queue is broken (the
+  // driver must reset the device first): the worker sleeps instead of spinning on it.
+  const bool rx_open = !pending_ && !worker_.broken(kRxQueue);
+  const uint32_t want = (rx_open ? EventLoop::kIn : 0) |
                         (backend_->wants_writable() ? EventLoop::kOut : 0);
   if (want == interest_) return;
   loop_->modify(backend_->fd(), want);
