@@ -25,7 +25,12 @@
 # Writes OUTDIR/net.tsv (round, vmm, backend, metric, value), net.log (every console and VMM
 # log), net.txt (medians, min-max, ratio minivmm / qemu) and net.env. MINIVMM_BIN (default
 # build/rel/vmm/minivmm); NET_BENCH_VMMS (default "minivmm qemu"); NET_BENCH_BACKENDS (default
-# "tap passt vsock"). A minivmm without --net / --vsock (the devices not merged yet) gets no
+# "tap passt vsock"); NET_BENCH_TRACE=strace (syscall counts per VMM in net.log, for diagnosis:
+# the figures of such a run are not comparable); NET_BENCH_MINIVMM_B=PATH with "minivmm-b" in
+# NET_BENCH_VMMS: a second minivmm binary, interleaved with the first (an A/B of a device
+# change; it is not in the ratio column). Outside /tmp: the nested host does not see the
+# host's /tmp. The guest logs its interrupt counts before
+# and after each iperf3 direction and the request/response run ("net-bench: irqs"). A minivmm without --net / --vsock (the devices not merged yet) gets no
 # rows for those backends, and the run says so: its column stays "—".
 # Nested-host runs of the project take /tmp/minivmm-nested.lock themselves; wrap in flock.
 set -uo pipefail
@@ -38,7 +43,7 @@ if [[ ${1:-} == --inner ]]; then
   # --- inside the nested host (or directly on hardware KVM) -----------------------------
   shift
   work="$1" kernel="$2" initrd="$3" minivmm="$4" runs="$5" secs="$6" rr="$7" vmms="$8" backends="$9"
-  vio="${10}"
+  vio="${10}" minivmm_b="${11:-}"
   [[ $(id -u) == 0 ]] || die "needs root (network namespaces)"
   ns="mvm-bench-$$"
   tmp="$(mktemp -d "${TMPDIR:-/tmp}/net-bench.XXXXXX")"
@@ -61,7 +66,7 @@ if [[ ${1:-} == --inner ]]; then
   base="console=ttyS0 panic=-1 quiet initcall_blacklist=cmos_init minivmm.wait=0 minivmm.scenario=net-bench"
   one() {  # one ROUND VMM BACKEND
     local r="$1" v="$2" b="$3" con="$tmp/console" rc=0 ops dev=() echo_pid="" sink="" passt_pid="" cid
-    rm -f "$con"
+    rm -f "$con" "$tmp"/*.err "$tmp/passt.log"  # each run's log has only its own output
     cid=$((1000 + RANDOM % 30000))
     case "$b" in
       tap) ops="static:10.0.3.2/24,iperf:10.0.3.1:5201:$secs,rr:10.0.3.1:7300:$rr" ;;
@@ -69,9 +74,9 @@ if [[ ${1:-} == --inner ]]; then
       vsock) ops="vsock-tx:7400:256,vsock-rx:7401" ;;
     esac
     case "$v:$b" in
-      minivmm:tap) dev=(--net tap=mvtap0) ;;
-      minivmm:passt) dev=(--net passt) ;;
-      minivmm:vsock) dev=(--vsock "cid=$cid,socket=$tmp/v.sock") ;;
+      minivmm*:tap) dev=(--net tap=mvtap0) ;;
+      minivmm*:passt) dev=(--net passt) ;;
+      minivmm*:vsock) dev=(--vsock "cid=$cid,socket=$tmp/v.sock") ;;
       qemu*:tap)
         local vh=off
         [[ $v == qemu-vhost ]] && vh=on
@@ -87,18 +92,26 @@ if [[ ${1:-} == --inner ]]; then
     esac
     if [[ $b == vsock ]]; then
       local l="vsock:7400"
-      [[ $v == minivmm ]] && l="unix:$tmp/v.sock_7400"
+      [[ $v == minivmm* ]] && l="unix:$tmp/v.sock_7400"
       "$vio" -t 300 -d listen "$l" </dev/null >/dev/null 2>"$tmp/vsock-sink.err" &
       sink=$!
     else
       "${in[@]}" "$vio" -t 300 echo tcp:7300 2>"$tmp/echo.err" &
       echo_pid=$!
     fi
-    if [[ $v == minivmm ]]; then
-      "${in[@]}" timeout 300 "$minivmm" --log-level info --kernel "$kernel" --initrd "$initrd" --cpus 1 --memory 512M \
+    # NET_BENCH_TRACE=strace: each VMM under `strace -f -c` (syscall counts of all its threads
+    # and children, passt included for minivmm's --net passt), appended to net.log. The trace
+    # slows the VMM: figures from such a run are for counting, not for the table.
+    local trace=()
+    [[ ${NET_BENCH_TRACE:-} == strace ]] && trace=(strace -f -c -o "$tmp/strace.txt")
+    rm -f "$tmp/strace.txt"
+    if [[ $v == minivmm* ]]; then
+      local bin="$minivmm"
+      [[ $v == minivmm-b ]] && bin="$minivmm_b"
+      "${in[@]}" timeout 300 "${trace[@]}" "$bin" --log-level info --kernel "$kernel" --initrd "$initrd" --cpus 1 --memory 512M \
         --serial "file=$con" --cmdline "$base reboot=k minivmm.arg=$ops" "${dev[@]}" </dev/null >"$con.vmm" 2>&1 &
     else
-      "${in[@]}" timeout 300 qemu-system-x86_64 -M microvm,acpi=on,rtc=off -accel kvm -cpu host -m 512M -smp 1 \
+      "${in[@]}" timeout 300 "${trace[@]}" qemu-system-x86_64 -M microvm,acpi=on,rtc=off -accel kvm -cpu host -m 512M -smp 1 \
         -nodefaults -no-user-config -display none -no-reboot -global virtio-mmio.force-legacy=false \
         -kernel "$kernel" -initrd "$initrd" -serial "file:$con" -append "$base reboot=t minivmm.arg=$ops" \
         "${dev[@]}" </dev/null >"$con.vmm" 2>&1 &
@@ -107,13 +120,14 @@ if [[ ${1:-} == --inner ]]; then
     if [[ $b == vsock ]]; then
       while kill -0 "$vpid" 2>/dev/null && ! grep -aq 'bench.vsock_rx=ready' "$con" 2>/dev/null; do sleep 0.2; done
       local c="vsock:$cid:7401"
-      [[ $v == minivmm ]] && c="hybrid:$tmp/v.sock:7401"
+      [[ $v == minivmm* ]] && c="hybrid:$tmp/v.sock:7401"
       kill -0 "$vpid" 2>/dev/null && "$vio" -t 20 -z 256M connect "$c" </dev/null >/dev/null 2>>"$tmp/vsock-sink.err"
     fi
     wait "$vpid" || rc=$?
     for p in $echo_pid $sink $passt_pid; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     { echo "==== round $r $v $b: exit $rc"; tr -d '\r' <"$con" 2>/dev/null; echo "---- $v's own output"; cat "$con.vmm" 2>/dev/null
-      cat "$tmp"/*.err "$tmp/passt.log" 2>/dev/null; } >>"$log"
+      cat "$tmp"/*.err "$tmp/passt.log" 2>/dev/null
+      [[ -f $tmp/strace.txt ]] && { echo "---- $v under strace -f -c"; cat "$tmp/strace.txt"; }; } >>"$log"
     local got
     got="$(tr -d '\r' <"$con" 2>/dev/null | grep -o 'bench\.[a-z0-9_]*[Mm][Bb]ps=[0-9.]*\|bench\.rr_[a-z0-9]*_us=[0-9.]*' |
       sed 's/^bench\.//' | tr '=' '\t')"
@@ -124,6 +138,7 @@ if [[ ${1:-} == --inner ]]; then
     for b in $backends; do
       [[ $b == vsock && ! -c /dev/vhost-vsock ]] && [[ $r == 1 ]] && say "no /dev/vhost-vsock here: QEMU's vsock rows are missing"
       for v in $vmms; do
+        [[ $v == minivmm-b && -z $minivmm_b ]] && { [[ $r == 1 && $b == "${backends%% *}" ]] && say "minivmm-b needs NET_BENCH_MINIVMM_B"; continue; }
         if [[ $v == minivmm ]]; then
           opt="--net"
           [[ $b == vsock ]] && opt="--vsock"
@@ -150,6 +165,10 @@ secs="${NET_BENCH_SECS:-5}" rr="${NET_BENCH_RR:-2000}"
 vmms="${NET_BENCH_VMMS:-minivmm qemu}" backends="${NET_BENCH_BACKENDS:-tap passt vsock}"
 minivmm="$(realpath -e "${MINIVMM_BIN:-$root/build/rel/vmm/minivmm}" 2>/dev/null)" ||
   die "no minivmm at ${MINIVMM_BIN:-$root/build/rel/vmm/minivmm} (build it, or set MINIVMM_BIN)"
+minivmm_b=""
+if [[ -n ${NET_BENCH_MINIVMM_B:-} ]]; then
+  minivmm_b="$(realpath -e "$NET_BENCH_MINIVMM_B" 2>/dev/null)" || die "no minivmm at NET_BENCH_MINIVMM_B=$NET_BENCH_MINIVMM_B"
+fi
 for t in iperf3 passt qemu-system-x86_64; do command -v "$t" >/dev/null || die "no $t (tests/install-deps.sh core bench)"; done
 source "$root/images/lib/common.sh"
 load_kernel cloud
@@ -162,12 +181,12 @@ load_start="$(uptime | sed 's/^ *//')"
 say "kernel $KERNEL_IMAGE, initramfs $initrd; $runs rounds of $vmms on $backends; load: $load_start"
 rc=0
 MINIVMM_NESTED_QUIET=1 "$root/images/with-kvm.sh" bash "$here/net.sh" --inner "$work" "$KERNEL_IMAGE" "$initrd" \
-  "$minivmm" "$runs" "$secs" "$rr" "$vmms" "$backends" "$vio" || rc=$?
+  "$minivmm" "$runs" "$secs" "$rr" "$vmms" "$backends" "$vio" "$minivmm_b" || rc=$?
 load_end="$(uptime | sed 's/^ *//')"
 for f in net.tsv net.log; do [[ -f $work/$f ]] && cp "$work/$f" "$out/$f"; done
 {
   echo "date=$(date -u '+%Y-%m-%d %H:%M:%S UTC') kvm=$("$root/images/detect-kvm.sh") runs=$runs iperf_secs=$secs rr_count=$rr inner_exit=$rc"
-  echo "minivmm=$minivmm ($(git -C "$root" rev-parse --short HEAD 2>/dev/null)) qemu=$(qemu-system-x86_64 --version | head -n1)"
+  echo "minivmm=$minivmm ($(git -C "$root" rev-parse --short HEAD 2>/dev/null))${minivmm_b:+ minivmm-b=$minivmm_b} qemu=$(qemu-system-x86_64 --version | head -n1)"
   echo "passt=$(dpkg-query -W -f='${Version}' passt 2>/dev/null) iperf3=$(dpkg-query -W -f='${Version}' iperf3 2>/dev/null)"
   echo "kernel=$KERNEL_IMAGE initrd=$initrd"
   echo "load at start: $load_start"

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -122,12 +123,16 @@ NetBackend::RxStatus TapBackend::receive(Frame& frame) {
   }
 }
 
-NetBackend::TxStatus TapBackend::send(const VirtioNetHdr& hdr, std::span<const uint8_t> frame) {
+NetBackend::TxStatus TapBackend::send_iov(const VirtioNetHdr& hdr, std::span<const iovec> frame,
+                                          size_t) {
+  if (frame.size() > kMaxFramePieces) return TxStatus::kDropped;
   VirtioNetHdr out = hdr;
   out.num_buffers = 0;
-  iovec iov[2] = {{&out, sizeof(out)}, {const_cast<uint8_t*>(frame.data()), frame.size()}};
+  iov_.clear();
+  iov_.push_back({&out, sizeof(out)});
+  iov_.insert(iov_.end(), frame.begin(), frame.end());
   while (true) {
-    const ssize_t n = ::writev(fd_.get(), iov, 2);
+    const ssize_t n = ::writev(fd_.get(), iov_.data(), static_cast<int>(iov_.size()));
     if (n >= 0) return TxStatus::kSent;
     if (errno == EINTR) continue;
     // EINVAL: the kernel refused the guest's offload header; EAGAIN/ENOBUFS: no room. The
@@ -197,10 +202,11 @@ bool StreamBackend::can_send() const {
   return !closed_ && out_.size() - out_sent_ + 4 + kMaxFrame <= kOutBacklog;
 }
 
-NetBackend::TxStatus StreamBackend::send(const VirtioNetHdr&, std::span<const uint8_t> frame) {
+NetBackend::TxStatus StreamBackend::send_iov(const VirtioNetHdr&, std::span<const iovec> frame,
+                                             size_t bytes) {
   if (closed_) return TxStatus::kClosed;
-  if (frame.empty() || frame.size() > kMaxFrame) return TxStatus::kDropped;
-  const uint32_t len = static_cast<uint32_t>(frame.size());
+  if (bytes == 0 || bytes > kMaxFrame || frame.size() > kMaxFramePieces) return TxStatus::kDropped;
+  const uint32_t len = static_cast<uint32_t>(bytes);
   const uint8_t prefix[4] = {static_cast<uint8_t>(len >> 24), static_cast<uint8_t>(len >> 16),
                              static_cast<uint8_t>(len >> 8), static_cast<uint8_t>(len)};
   size_t sent = 0;
@@ -208,10 +214,12 @@ NetBackend::TxStatus StreamBackend::send(const VirtioNetHdr&, std::span<const ui
     // Nothing waits: straight to the socket; what does not fit waits in the backlog.
     out_.clear();
     out_sent_ = 0;
-    iovec iov[2] = {{const_cast<uint8_t*>(prefix), 4}, {const_cast<uint8_t*>(frame.data()), frame.size()}};
+    iov_.clear();
+    iov_.push_back({const_cast<uint8_t*>(prefix), 4});
+    iov_.insert(iov_.end(), frame.begin(), frame.end());
     msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = 2;
+    msg.msg_iov = iov_.data();
+    msg.msg_iovlen = iov_.size();
     ssize_t n;
     do {
       n = ::sendmsg(fd_.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -222,14 +230,19 @@ NetBackend::TxStatus StreamBackend::send(const VirtioNetHdr&, std::span<const ui
       return TxStatus::kClosed;
     }
     sent = n > 0 ? static_cast<size_t>(n) : 0;
-    if (sent == 4 + frame.size()) return TxStatus::kSent;
-  } else if (out_.size() - out_sent_ + 4 + frame.size() > kOutBacklog) {
+    if (sent == 4 + bytes) return TxStatus::kSent;
+  } else if (out_.size() - out_sent_ + 4 + bytes > kOutBacklog) {
     return TxStatus::kDropped;  // the device checks can_send() first; a guard only
   }
   // The rest of the frame waits (a stream carries no partial frame boundary: all of it).
   for (size_t i = sent; i < 4; ++i) out_.push_back(prefix[i]);
-  const size_t from = sent > 4 ? sent - 4 : 0;
-  out_.insert(out_.end(), frame.begin() + static_cast<std::ptrdiff_t>(from), frame.end());
+  size_t skip = sent > 4 ? sent - 4 : 0;
+  for (const iovec& piece : frame) {
+    const auto* p = static_cast<const uint8_t*>(piece.iov_base);
+    const size_t s = std::min(skip, piece.iov_len);
+    skip -= s;
+    out_.insert(out_.end(), p + s, p + piece.iov_len);
+  }
   return TxStatus::kSent;
 }
 

@@ -82,9 +82,19 @@ class NetBackend {
   virtual RxStatus receive(Frame& frame) = 0;
 
   enum class TxStatus { kSent, kDropped, kClosed };
-  // Sends one frame with the guest's header. kDropped: the backend refused this frame (too
-  // large, a bad offload header, no room), counted by the device.
-  virtual TxStatus send(const VirtioNetHdr& hdr, std::span<const uint8_t> frame) = 0;
+  // The most pieces a frame handed to send_iov() may have (the backends add one or two of
+  // their own and stay within the kernel's IOV_MAX, 1024).
+  static constexpr size_t kMaxFramePieces = 1000;
+  // Sends one frame with the guest's header: `bytes` bytes in `frame`'s pieces, in order
+  // (at most kMaxFramePieces of them; the device passes pieces of guest memory, which the
+  // kernel reads once, so the frame is not copied in the VMM). kDropped: the backend refused
+  // this frame (too large, a bad offload header, no room), counted by the device.
+  virtual TxStatus send_iov(const VirtioNetHdr& hdr, std::span<const iovec> frame,
+                            size_t bytes) = 0;
+  TxStatus send(const VirtioNetHdr& hdr, std::span<const uint8_t> frame) {
+    const iovec one{const_cast<uint8_t*>(frame.data()), frame.size()};
+    return send_iov(hdr, std::span<const iovec>(&one, 1), frame.size());
+  }
   // False while the backend holds bytes it could not write yet (a stream socket's backlog):
   // the device then takes no transmit buffers until flush() says it may again.
   virtual bool can_send() const { return true; }
@@ -112,7 +122,7 @@ class TapBackend final : public NetBackend {
   uint64_t offload_features() const override;
   std::optional<std::string> set_offloads(uint64_t acked) override;
   RxStatus receive(Frame& frame) override;
-  TxStatus send(const VirtioNetHdr& hdr, std::span<const uint8_t> frame) override;
+  TxStatus send_iov(const VirtioNetHdr& hdr, std::span<const iovec> frame, size_t bytes) override;
 
  private:
   vmm::UniqueFd fd_;
@@ -120,6 +130,7 @@ class TapBackend final : public NetBackend {
   bool is_tap_ = false;  // a real tap (TUNSETOFFLOAD), not a test's socket
   std::string name_;
   std::vector<uint8_t> buffer_;
+  std::vector<iovec> iov_;
 };
 
 class StreamBackend final : public NetBackend {
@@ -130,7 +141,7 @@ class StreamBackend final : public NetBackend {
   const char* kind() const override { return kind_; }
   int fd() const override { return fd_.get(); }
   RxStatus receive(Frame& frame) override;
-  TxStatus send(const VirtioNetHdr& hdr, std::span<const uint8_t> frame) override;
+  TxStatus send_iov(const VirtioNetHdr& hdr, std::span<const iovec> frame, size_t bytes) override;
   bool can_send() const override;
   bool flush() override;
   bool wants_writable() const override { return out_sent_ < out_.size(); }
@@ -147,6 +158,7 @@ class StreamBackend final : public NetBackend {
   size_t in_end_ = 0;
   std::vector<uint8_t> out_;  // [out_sent_, out_.size()) waits for the socket
   size_t out_sent_ = 0;
+  std::vector<iovec> iov_;
   bool closed_ = false;
 };
 

@@ -14,8 +14,10 @@
 // they go back to the ring untouched (Queue::undo_pop); they are published together. A frame
 // that could never fit (larger than every buffer the ring can hold) is dropped and counted.
 //
-// Transmit. Each chain is one header and one frame, copied out of guest memory once
-// (checked accessors; nothing is read twice). A frame larger than the backend carries, or
+// Transmit. Each chain is one header and one frame. The header is copied out of guest
+// memory once and checked; the frame is handed to the backend as pieces of guest memory
+// (translated and bounds-checked), which the kernel copies once in writev/sendmsg: the VMM
+// never reads it (a chain in more pieces than a writev takes is copied instead). A frame larger than the backend carries, or
 // shorter than an Ethernet header, is dropped and counted; the chain still completes.
 // While a stream backend's backlog is full the device takes no transmit buffers and waits
 // for the socket to drain.
@@ -115,7 +117,8 @@ class VirtioNet final : public virtio::VirtioDevice {
   virtio::EventFd more_;      // "come back": a direction ran out of budget
   bool more_rx_ = false;
   bool more_tx_ = false;
-  std::vector<uint8_t> tx_buffer_;
+  std::vector<uint8_t> tx_buffer_;  // a frame in more pieces than a writev takes
+  std::vector<iovec> tx_iov_;       // the frame's pieces of guest memory
   std::vector<virtio::DescriptorChain> rx_chains_;
   std::atomic<bool> link_up_{true};
   std::atomic<uint32_t> generation_{0};
