@@ -416,3 +416,18 @@ TEST_CASE("net: a receive queue the driver broke asks for a reset and leaves the
   r.send(VirtioNetHdr{}, pattern(60, 9));
   CHECK(r.peer_read().size() == 72);
 }
+
+TEST_CASE("net: a transmit buffer outside guest RAM is dropped, its chain completes") {
+  Rig r;
+  r.activate();
+  VirtioNetHdr hdr{};
+  std::memcpy(r.guest.host(kTxData), &hdr, sizeof(hdr));
+  r.tx.add_chain({{kTxData, sizeof(hdr), false}, {kRam - 100, 1000, false}});  // runs past RAM
+  r.events[1].signal();
+  const auto used = r.wait_used(r.tx, 1);
+  REQUIRE(used.size() == 1);
+  CHECK(used[0].len == 0);
+  CHECK(eventually([&] { return r.net->counters().tx_dropped == 1; }));
+  CHECK(r.net->counters().tx_frames == 0);
+  CHECK(r.peer_read(50).empty());
+}
