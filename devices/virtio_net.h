@@ -17,8 +17,9 @@
 // Transmit. Each chain is one header and one frame. The header is copied out of guest
 // memory once and checked; the frame is handed to the backend as pieces of guest memory
 // (translated and bounds-checked), which the kernel copies once in writev/sendmsg: the VMM
-// never reads it (a chain in more pieces than a writev takes is copied instead). A frame larger than the backend carries, or
-// shorter than an Ethernet header, is dropped and counted; the chain still completes.
+// never reads it (a chain in more pieces than a writev takes is copied instead). A frame
+// larger than the backend carries, or shorter than an Ethernet header, is dropped and
+// counted; the chain still completes.
 // While a stream backend's backlog is full the device takes no transmit buffers and waits
 // for the socket to drain.
 //
