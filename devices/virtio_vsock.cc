@@ -181,8 +181,7 @@ bool VirtioVsock::rx_wanted() {
         c->pending |= kPendRst;
         return true;
       }
-      c->host_readable = false;
-      update_interest(*c);
+      input_drained(*c);
     }
     if (c != nullptr) c->queued = false;
     ready_.pop_front();
@@ -248,7 +247,7 @@ uint32_t VirtioVsock::fill_rx(const virtio::DescriptorChain& chain) {
         h.len = static_cast<uint32_t>(n);
         c.tx_cnt += static_cast<uint32_t>(n);
         ok = put(h, std::span<const uint8_t>(scratch_.data(), static_cast<size_t>(n)));
-        if (static_cast<uint64_t>(n) < room) c.host_readable = false;  // drained, most likely
+        if (static_cast<uint64_t>(n) < room) input_drained(c);  // most likely
       } else if (n == 0) {
         // The host end sends no more: tell the guest (§5.10.6.5).
         c.host_eof = true;
@@ -256,7 +255,7 @@ uint32_t VirtioVsock::fill_rx(const virtio::DescriptorChain& chain) {
         h.flags = kShutdownSend;
         ok = put(h, {});
       } else if (would_block(errno)) {
-        c.host_readable = false;
+        input_drained(c);
       } else {
         ok = false;
       }
@@ -471,6 +470,14 @@ void VirtioVsock::refresh(Conn& c) {
     c.pending |= kPendCreditRequest;
   }
   if (c.pending != 0 || data_ready(c)) make_ready(c);
+  update_interest(c);
+}
+
+void VirtioVsock::input_drained(Conn& c) {
+  // After a hangup the socket is out of the loop, and nothing would say when to read again:
+  // it is read until its end of file instead (a closed peer's socket never blocks).
+  if (!c.polled) return;
+  c.host_readable = false;
   update_interest(c);
 }
 

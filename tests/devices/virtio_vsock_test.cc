@@ -467,6 +467,31 @@ TEST_CASE("vsock: host data never exceeds the guest's credit, and resumes after 
   ::close(fd);
 }
 
+// The host writes and closes while the guest has no credit: what is left in the socket
+// after the hangup arrives in short reads, and the end of file still follows (it once did
+// not: a short read after the hangup stopped the reading, and the guest waited forever).
+TEST_CASE("vsock: after the host closes, the rest of its data and the end of file arrive") {
+  Fixture f;
+  f.drv.post_rx(32);
+  auto [fd, host_port] = f.host_connect(5000, 1000);  // the guest buffers 1000 bytes
+  write_all(fd, std::string(1500, 'y'));
+  size_t got = 0;
+  for (const Packet& p : f.drv.packets(64, 300)) {
+    if (p.h.op == V::kOpRw) got += p.data.size();
+  }
+  CHECK(got == 1000);
+  ::close(fd);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the device sees the hangup
+  f.drv.send(guest_hdr(V::kOpCreditUpdate, 5000, host_port, 1000, 1000));
+  bool shutdown = false;
+  for (const Packet& p : f.drv.packets(64, 500)) {
+    if (p.h.op == V::kOpRw) got += p.data.size();
+    if (p.h.op == V::kOpShutdown && p.h.flags == V::kShutdownSend) shutdown = true;
+  }
+  CHECK(got == 1500);
+  CHECK(shutdown);
+}
+
 TEST_CASE("vsock: a guest that sends past the device's credit is reset") {
   V::Options o;
   o.buf_alloc = 64 * 1024;
