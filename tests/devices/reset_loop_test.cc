@@ -38,9 +38,9 @@ using test::TempImage;
 
 namespace {
 
-class NullIrq final : public virtio::IrqLine {
+class NullIrq final : public virtio::LevelIrqLine {
  public:
-  void trigger() override {}
+  void set_level(bool) override {}
 };
 
 size_t count_entries(const char* dir) {
