@@ -9,8 +9,8 @@
 // has not acknowledged add no interrupt, and the InterruptAck write that clears the last bit
 // lowers it. A bit set after the driver's acknowledgement but before its end of interrupt
 // interrupts again at that end of interrupt, so no event is lost and none is repeated. (An
-// edge per signal() gave Linux 1.2-1.6 interrupts per network request where QEMU gives
-// 1.04.) The boot tables declare the lines level-triggered, active high (boot/acpi.cc,
+// edge per signal() gave Linux 1.2-1.6 interrupts per tap request/response where QEMU gives
+// 1.06; level lines give 1.07-1.28: bench/RESULTS.md 8c.) The boot tables declare the lines level-triggered, active high (boot/acpi.cc,
 // boot/dsdt.cc, boot/mptable.cc).
 //
 // Each device occupies a kDeviceWindowSize (4 KiB) window on the MMIO bus: the registers
@@ -93,10 +93,11 @@ class VirtioMmioTransport final : public BusDevice, public virtio::VirtioInterru
   // The bus window of one device: registers plus config space.
   static constexpr uint64_t kDeviceWindowSize = 0x1000;
 
-  // `mem` and `irq` must outlive the transport; the transport lowers `irq` when it starts. The queues are sized from
-  // device->queue_max_sizes(). `device` must not be null. Throws std::invalid_argument when
-  // the device offers features the library does not implement (virtio::kUnsupportedFeatures),
-  // does not offer VIRTIO_F_VERSION_1, or has a queue size that is not a power of two.
+  // `mem` and `irq` must outlive the transport, which lowers `irq` when it starts. The
+  // queues are sized from device->queue_max_sizes(). `device` must not be null. Throws
+  // std::invalid_argument when the device offers features the library does not implement
+  // (virtio::kUnsupportedFeatures), does not offer VIRTIO_F_VERSION_1, or has a queue size
+  // that is not a power of two.
   VirtioMmioTransport(std::shared_ptr<virtio::VirtioDevice> device, const virtio::GuestMemory& mem,
                       virtio::LevelIrqLine& irq);
   // Resets the device first if the driver had started it, so that it drops its references

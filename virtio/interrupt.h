@@ -28,7 +28,7 @@ class LevelIrqLine {
 
 // What a device uses to interrupt its driver: the transport records the reason
 // (kInterruptUsedBuffer / kInterruptConfigChange from spec.h) in its InterruptStatus
-// register and then triggers the line. Thread-safe.
+// register and raises its line (mmio/virtio_mmio.h). Thread-safe.
 class VirtioInterrupt {
  public:
   virtual ~VirtioInterrupt() = default;
