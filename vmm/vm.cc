@@ -27,6 +27,7 @@
 #include "boot/layout.h"
 #include "boot/linux_boot.h"
 #include "devices/virtio_vsock.h"
+#include "virtio/spec.h"
 #include "vmm/cpuid.h"
 #include "vmm/exit_status.h"
 #include "vmm/jail.h"
@@ -735,6 +736,11 @@ int Vm::run(int signal_fd) {
   }
   wait_for_stop(signal_fd);
   stop_vcpus();
+  // A guest stopped from outside may have hung: where its virtqueues stood tells a lost
+  // interrupt from a stuck backend from a guest that waits on nothing of ours.
+  if (stop_.reason() == StopReason::kTimeout || stop_.reason() == StopReason::kSignal) {
+    log_virtqueues();
+  }
   detach_virtio_devices();
   // The guest's last lines reach the host before we say why it stopped; a reader that takes
   // nothing for half a second is not waited for.
@@ -935,6 +941,35 @@ void Vm::stop_vcpus() {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+}
+
+// One info line per active virtio device: InterruptStatus and, per ready queue, the ring
+// indices as guest memory holds them (avail idx: what the driver posted; used idx: what the
+// device completed; used_event: where the driver asked to be interrupted, with EVENT_IDX).
+// Only plain reads of guest RAM: the vCPUs are stopped, the workers may still run.
+void Vm::log_virtqueues() const {
+  if (!spdlog::should_log(spdlog::level::info)) return;
+  const virtio::GuestMemory& mem = ram_->memory();
+  auto index_at = [&mem](uint64_t addr) -> std::string {
+    const auto v = mem.read_obj<uint16_t>(addr);
+    return v ? std::to_string(*v) : std::string("?");
+  };
+  for (const VirtioSlot& v : virtio_) {
+    if (!v.transport || !(v.transport->status() & virtio::kStatusDriverOk)) continue;
+    std::string line = fmt::format("{} (IRQ {}): InterruptStatus {:#x}", v.name, v.window.irq,
+                                   v.transport->interrupt_status());
+    for (size_t i = 0; i < v.transport->num_queues(); ++i) {
+      const virtio::Queue& q = v.transport->queue(i);
+      if (!q.ready()) continue;
+      // avail: flags, idx, ring[size], used_event; used: flags, idx (virtio 1.2 §2.7.6, §2.7.8)
+      line += fmt::format("; queue {}: avail {} used {}", i, index_at(q.avail_ring() + 2),
+                          index_at(q.used_ring() + 2));
+      if (virtio::has_feature(v.device->acked_features(), virtio::kFEventIdx)) {
+        line += " used_event " + index_at(q.avail_ring() + 4 + 2 * uint64_t{q.size()});
+      }
+    }
+    spdlog::info("at the stop: {}", line);
+  }
 }
 
 void Vm::detach_virtio_devices() {

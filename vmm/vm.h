@@ -137,6 +137,7 @@ class Vm {
   void on_signal(int signal_fd);
   void update_console_size();
   void stop_vcpus();
+  void log_virtqueues() const;
   void detach_virtio_devices();
   std::optional<int> reported_status() const;
 

@@ -375,7 +375,13 @@ if selected timeout; then
   expect_status 124
   # Whether the guest got as far as the hang op depends on the load (a loaded nested host
   # once took 4 s to the first guest exit): the timeout is what is checked, either way.
-  [[ $(res hang) == sleeping ]] || echo "e2e:   (the guest had not reached its hang op at the timeout)" >&2
+  if [[ $(res hang) == sleeping ]]; then
+    # Its console driver was up: the stop logs where that device's queues stood.
+    grep -qE "^minivmm: info: at the stop: console \(IRQ [0-9]+\): InterruptStatus 0x[0-9a-f]+; queue 0: avail [0-9]+ used [0-9]+" "$run/hang.vmm" ||
+      fail "no 'at the stop: console ...' queue line in $run/hang.vmm"
+  else
+    echo "e2e:   (the guest had not reached its hang op at the timeout)" >&2
+  fi
   awk -v s="$boot_s" 'BEGIN { exit !(s >= 5 && s < 7) }' || fail "stopped after ${boot_s}s, not within 5-7 s"
   expect "status file" "124 timeout" "$(cut -d' ' -f1-2 "$run/hang.status" 2>&1)"
   end

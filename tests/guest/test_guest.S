@@ -40,6 +40,7 @@
  *                          f1=SS" (SS: each request's status byte in hex, ee if it never
  *                          completed; V: y when the read buffer holds the pattern, n when
  *                          not), then power off
+ *   minivmm-test=blkio-spin  the same, then loop forever instead (a device left active)
  *
  * Loaders that start a bzImage in real mode (QEMU's firmware on -M microvm; used by
  * bench/vmm_bench.py to run this same image under QEMU) land on a separate 16-bit path in the
@@ -495,6 +496,11 @@ blkio:
         call blk_report
         mov $'\n', %al
         call putc
+        mov %r14, %rdi
+        lea word_blkio_spin(%rip), %rsi
+        call contains
+        test %eax, %eax
+        jnz spin
         jmp poweroff
 9:      lea msg_no_blk(%rip), %rsi
         call puts
@@ -701,6 +707,7 @@ word_exit:      .asciz "minivmm-test=exit"
 word_exitw:     .asciz "minivmm-test=exitw"
 word_hostile:   .asciz "minivmm-test=hostile"
 word_blkio:     .asciz "minivmm-test=blkio"
+word_blkio_spin: .asciz "minivmm-test=blkio-spin"
 msg_blkio:      .asciz "minivmm-test-guest: blkio"
 msg_no_blk:     .asciz "minivmm-test-guest: blkio: no virtio-blk device to drive\n"
 msg_w0:         .asciz " w0="

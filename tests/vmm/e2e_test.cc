@@ -418,6 +418,29 @@ TEST_CASE("a guest that runs past --timeout is stopped with 124", "[kvm]") {
   CHECK_THAT(slurp(status), Catch::StartsWith("124 timeout "));
 }
 
+TEST_CASE("a guest stopped by --timeout logs where its active virtqueues stood", "[kvm]") {
+  REQUIRE_KVM();
+  TempDir dir;
+  const std::string disk = dir.make_file("disk.img", 1 << 20);
+  // The guest's blkio driver completes six requests (it polls the used ring and acknowledges
+  // each interrupt), then spins with the device still active.
+  Run r = run_minivmm({"--kernel", kGuest, "--cmdline", "minivmm-test=blkio-spin",
+                       "--virtio-cmdline", "--disk", "path=" + disk, "--timeout", "2",
+                       "--log-level", "info"});
+  INFO("stdout:\n" << r.out << "stderr:\n" << r.err);
+  CHECK(r.status == 124);
+  CHECK_THAT(r.out, Catch::Contains("progress written, spinning"));
+  CHECK_THAT(r.err, Catch::Contains("info: at the stop: disk " + disk +
+                                    " (IRQ 5): InterruptStatus 0x0; queue 0: avail 6 used 6\n"));
+  // Devices the guest never set up say nothing.
+  CHECK_THAT(r.err, !Catch::Contains("at the stop: rng"));
+  // A guest that ends by itself gets no such lines.
+  r = run_minivmm({"--kernel", kGuest, "--cmdline", "minivmm-test=blkio", "--virtio-cmdline",
+                   "--disk", "path=" + disk, "--log-level", "info"});
+  CHECK(r.status == 0);
+  CHECK_THAT(r.err, !Catch::Contains("at the stop"));
+}
+
 TEST_CASE("two vCPUs, RAM above the MMIO gap and no ACPI still boot", "[kvm]") {
   REQUIRE_KVM();
   TempDir dir;
