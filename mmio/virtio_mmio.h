@@ -10,8 +10,8 @@
 // lowers it. A bit set after the driver's acknowledgement but before its end of interrupt
 // interrupts again at that end of interrupt, so no event is lost and none is repeated. (An
 // edge per signal() gave Linux 1.2-1.6 interrupts per tap request/response where QEMU gives
-// 1.06; level lines give 1.07-1.28: bench/RESULTS.md 8c.) The boot tables declare the lines level-triggered, active high (boot/acpi.cc,
-// boot/dsdt.cc, boot/mptable.cc).
+// 1.06; level lines give 1.07-1.28: bench/RESULTS.md 8c.) The boot tables declare the lines
+// level-triggered, active high (boot/acpi.cc, boot/dsdt.cc, boot/mptable.cc).
 //
 // Each device occupies a kDeviceWindowSize (4 KiB) window on the MMIO bus: the registers
 // at 0x000-0x0ff and the device-specific configuration space from 0x100. The boot code
