@@ -117,15 +117,6 @@ std::vector<uint8_t> build_madt(const AcpiConfig& config) {
                   MadtInterruptSourceOverride{kMadtTypeSourceOverride,
                                               sizeof(MadtInterruptSourceOverride), 0, 0, 2, 0});
   }
-  // §5.2.12.5: the virtio-mmio lines are level-triggered, active high. Their _CRS says so,
-  // but Linux takes an ISA IRQ's (0-15) mode from the MADT and overrides a _CRS that
-  // disagrees ("ACPI: IRQ 5 override to edge, high"); GSIs from 16 follow the _CRS.
-  for (const VirtioMmioDeviceInfo& dev : config.devices) {
-    if (dev.irq >= kLegacyIrqs) continue;
-    append_struct(table, MadtInterruptSourceOverride{
-                             kMadtTypeSourceOverride, sizeof(MadtInterruptSourceOverride), 0,
-                             static_cast<uint8_t>(dev.irq), dev.irq, kVirtioIrqFlags});
-  }
   // §5.2.12.7: LINT1 of every local APIC is the NMI input (as on a PC).
   append_struct(table, MadtLocalApicNmi{kMadtTypeLocalApicNmi, sizeof(MadtLocalApicNmi),
                                         kAllProcessors, 0, 1});

@@ -44,7 +44,7 @@ aml::Bytes virtio_device(size_t index, const VirtioMmioDeviceInfo& dev) {
       aml::name("_CRS", aml::resource_template({
                             aml::memory32_fixed(true, static_cast<uint32_t>(dev.base),
                                                 static_cast<uint32_t>(dev.size)),
-                            aml::extended_interrupt({.edge = false}, dev.irq),  // level, high
+                            aml::extended_interrupt({}, dev.irq),
                         })),
   };
   return aml::device(dev_name, terms);

@@ -94,11 +94,6 @@ inline constexpr uint16_t kCom1PortCount = 8;
 // free: there is no LPT, floppy, RTC (the FADT says "no CMOS RTC"), PS/2 mouse or IDE.
 inline constexpr uint32_t kVirtioIrqBase = 5;
 inline constexpr uint32_t kMaxVirtioMmioDevices = kIoapicPins - kVirtioIrqBase;  // 19
-// Their lines are level-triggered, active high (mmio/virtio_mmio.h), as the MP table's
-// interrupt entries and the MADT's source overrides say in MPS INTI flags (MP spec 1.4
-// Table 4-10: polarity 01 active high in bits 0-1, trigger mode 11 level in bits 2-3).
-inline constexpr uint16_t kVirtioIrqFlags = 0x1 | (0x3 << 2);
-inline constexpr uint32_t kLegacyIrqs = 16;  // ISA IRQs 0-15: only an override makes them level
 
 // ---- ACPI hardware-reduced power control (ACPI 6.4 §4.8.3.7, §4.8.3.8) ----------------------
 // One 8-bit I/O register each. The VMM decodes a write to the sleep control register:

@@ -58,10 +58,9 @@ Result<std::vector<uint8_t>> build_mptable(uint32_t num_cpus, uint64_t addr) {
                                  static_cast<uint32_t>(kIoapicAddr)});
   ++entries;
   for (uint32_t pin = 0; pin < kIoapicPins; ++pin, ++entries) {
-    const uint16_t flags = pin >= kVirtioIrqBase ? kVirtioIrqFlags : 0;
-    append_struct(config, MpInterrupt{kEntryIoInterrupt, kIntInt, flags, kIsaBus,
-                                      static_cast<uint8_t>(pin), ioapic_id,
-                                      static_cast<uint8_t>(pin)});
+    append_struct(config,
+                  MpInterrupt{kEntryIoInterrupt, kIntInt, 0, kIsaBus, static_cast<uint8_t>(pin),
+                              ioapic_id, static_cast<uint8_t>(pin)});
   }
   append_struct(config,
                 MpInterrupt{kEntryLocalInterrupt, kIntExtInt, 0, kIsaBus, 0, kAllLocalApics, 0});

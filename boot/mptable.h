@@ -8,9 +8,9 @@
 //   processors   one per vCPU, APIC id = vCPU index, vCPU 0 the bootstrap processor
 //   bus 0        ISA
 //   IOAPIC       id = number of vCPUs (unique among APIC ids), at kIoapicAddr
-//   interrupts   ISA IRQ n -> IOAPIC pin n for every pin (KVM's default GSI routing),
-//                bus-default polarity and trigger (edge, active high), except the
-//                virtio-mmio devices' IRQs kVirtioIrqBase..: level, active high
+//   interrupts   ISA IRQ n -> IOAPIC pin n for every pin (KVM's default GSI routing; the
+//                virtio-mmio devices' IRQs kVirtioIrqBase.. included), bus-default
+//                polarity and trigger (edge, active high)
 //   local        ExtINT -> LINT0 and NMI -> LINT1 of every local APIC (as vcpu.cc programs
 //                them)
 // Pure functions over byte spans, like the rest of boot/.

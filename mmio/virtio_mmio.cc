@@ -53,10 +53,8 @@ uint64_t with_high(uint64_t old, uint32_t high) {
 }  // namespace
 
 VirtioMmioTransport::VirtioMmioTransport(std::shared_ptr<virtio::VirtioDevice> device,
-                                         const virtio::GuestMemory& mem,
-                                         virtio::LevelIrqLine& irq)
+                                         const virtio::GuestMemory& mem, virtio::IrqLine& irq)
     : device_(std::move(device)), mem_(mem), irq_(irq) {
-  irq_.set_level(false);
   // A device that declares what the queue or the transport cannot do is a VMM bug:
   // Linux would refuse it (sizes must be powers of two, virtio 1.2 §2.7).
   const uint64_t features = device_->device_features();
@@ -201,7 +199,7 @@ void VirtioMmioTransport::write_register(uint64_t offset, uint32_t value) {
       queue_events_[value].signal();  // what KVM does when the ioeventfd is registered
       return;
     case kRegInterruptAck:
-      clear_interrupt(value);
+      interrupt_status_.fetch_and(~value, std::memory_order_acq_rel);
       return;
     case kRegStatus:
       write_status(value);
@@ -370,15 +368,9 @@ void VirtioMmioTransport::signal(uint32_t reason) {
   reason &= kInterruptBits;
   if (reason == 0) return;
   // Release: the used ring writes the device made before signalling are visible to a vCPU
-  // that sees the bit (the lock and KVM_IRQ_LINE are barriers as well).
-  std::lock_guard lock(irq_mutex_);
-  if (interrupt_status_.fetch_or(reason, std::memory_order_acq_rel) == 0) irq_.set_level(true);
-}
-
-void VirtioMmioTransport::clear_interrupt(uint32_t bits) {
-  std::lock_guard lock(irq_mutex_);
-  const uint32_t before = interrupt_status_.fetch_and(~bits, std::memory_order_acq_rel);
-  if (before != 0 && (before & ~bits) == 0) irq_.set_level(false);
+  // that sees the bit (the IrqLine's eventfd write is a barrier as well).
+  interrupt_status_.fetch_or(reason, std::memory_order_acq_rel);
+  irq_.trigger();
 }
 
 void VirtioMmioTransport::set_error_handler(std::function<void(const std::string&)> handler) {
@@ -402,7 +394,7 @@ void VirtioMmioTransport::reset_locked() {
   driver_features_sel_ = 0;
   driver_features_ = 0;
   queue_sel_ = 0;
-  clear_interrupt(~0U);
+  interrupt_status_.store(0, std::memory_order_release);
   status_.store(0, std::memory_order_release);
 }
 

@@ -2,16 +2,8 @@
 // version 2 ("modern" only; virtio 1.2 §4.2.2). It owns the device's queues and their
 // registers, the device status field and feature negotiation, and drives the
 // VirtioDevice through set_acked_features() / activate() / reset() (virtio 1.2 §3.1.1).
-// It is also the device's VirtioInterrupt: signal() records the reason in InterruptStatus.
-//
-// Interrupts are level-triggered, as QEMU's virtio-mmio: the device's line is high exactly
-// while InterruptStatus is not 0. The first reason raises it, later ones while the driver
-// has not acknowledged add no interrupt, and the InterruptAck write that clears the last bit
-// lowers it. A bit set after the driver's acknowledgement but before its end of interrupt
-// interrupts again at that end of interrupt, so no event is lost and none is repeated. (An
-// edge per signal() gave Linux 1.2-1.6 interrupts per tap request/response where QEMU gives
-// 1.06; level lines give 1.07-1.28: bench/RESULTS.md 8c.) The boot tables declare the lines
-// level-triggered, active high (boot/acpi.cc, boot/dsdt.cc, boot/mptable.cc).
+// It is also the device's VirtioInterrupt: signal() records the reason in InterruptStatus
+// and triggers the device's IrqLine.
 //
 // Each device occupies a kDeviceWindowSize (4 KiB) window on the MMIO bus: the registers
 // at 0x000-0x0ff and the device-specific configuration space from 0x100. The boot code
@@ -23,10 +15,8 @@
 //    as VirtioDevice requires. Device code called from here must not call
 //    read() / write() on this transport.
 //  - signal() / set_needs_reset(): any thread, typically the device's I/O thread. They
-//    never take the mutex, so a device may use them while a vCPU holds it in
-//    VirtioDevice::reset() waiting for that same I/O thread to stop. InterruptStatus and
-//    the line change together under a second, innermost lock (irq_mutex_), held only for
-//    that.
+//    are lock-free (atomics), so a device may use them while a vCPU holds the mutex in
+//    VirtioDevice::reset() waiting for that same I/O thread to stop.
 //  - set_error_handler(), queue_event_fd(): the main thread during setup.
 #pragma once
 
@@ -93,13 +83,12 @@ class VirtioMmioTransport final : public BusDevice, public virtio::VirtioInterru
   // The bus window of one device: registers plus config space.
   static constexpr uint64_t kDeviceWindowSize = 0x1000;
 
-  // `mem` and `irq` must outlive the transport, which lowers `irq` when it starts. The
-  // queues are sized from device->queue_max_sizes(). `device` must not be null. Throws
-  // std::invalid_argument when the device offers features the library does not implement
-  // (virtio::kUnsupportedFeatures), does not offer VIRTIO_F_VERSION_1, or has a queue size
-  // that is not a power of two.
+  // `mem` and `irq` must outlive the transport. The queues are sized from
+  // device->queue_max_sizes(). `device` must not be null. Throws std::invalid_argument when
+  // the device offers features the library does not implement (virtio::kUnsupportedFeatures),
+  // does not offer VIRTIO_F_VERSION_1, or has a queue size that is not a power of two.
   VirtioMmioTransport(std::shared_ptr<virtio::VirtioDevice> device, const virtio::GuestMemory& mem,
-                      virtio::LevelIrqLine& irq);
+                      virtio::IrqLine& irq);
   // Resets the device first if the driver had started it, so that it drops its references
   // to our queues and to us.
   ~VirtioMmioTransport() override;
@@ -112,7 +101,7 @@ class VirtioMmioTransport final : public BusDevice, public virtio::VirtioInterru
   void write(uint64_t offset, std::span<const uint8_t> data) override;
 
   // VirtioInterrupt: ORs `reason` (kInterruptUsedBuffer / kInterruptConfigChange) into
-  // InterruptStatus and raises the line if it was low. Other bits are ignored.
+  // InterruptStatus and triggers the IrqLine. Other bits are ignored.
   void signal(uint32_t reason) override;
 
   // The device found its queues broken (virtio 1.2 §2.1.2): if the driver set DRIVER_OK
@@ -149,13 +138,11 @@ class VirtioMmioTransport final : public BusDevice, public virtio::VirtioInterru
   bool features_acceptable() const;
   void activate();
   void reset_locked();
-  // InterruptStatus &= ~bits, lowering the line when it becomes 0.
-  void clear_interrupt(uint32_t bits);
   void ignore() { ignored_.fetch_add(1, std::memory_order_relaxed); }
 
   const std::shared_ptr<virtio::VirtioDevice> device_;
   const virtio::GuestMemory& mem_;
-  virtio::LevelIrqLine& irq_;
+  virtio::IrqLine& irq_;
 
   std::mutex mutex_;
   // Guarded by mutex_. After DRIVER_OK the device's I/O thread owns the queues; the
@@ -169,11 +156,8 @@ class VirtioMmioTransport final : public BusDevice, public virtio::VirtioInterru
   bool activated_ = false;  // activate() succeeded and reset() has not been called since
   std::function<void(const std::string&)> error_handler_;
 
-  // Written under mutex_ by vCPUs, and by set_needs_reset() from any thread.
+  // Written under mutex_ by vCPUs, and by set_needs_reset() / signal() from any thread.
   std::atomic<uint32_t> status_{0};
-  // InterruptStatus and the level of irq_, changed together under irq_mutex_ (innermost:
-  // nothing is locked while it is held); read without it.
-  std::mutex irq_mutex_;
   std::atomic<uint32_t> interrupt_status_{0};
   std::atomic<uint64_t> ignored_{0};
 };

@@ -1,21 +1,14 @@
-// Interrupt lines into the guest, one GSI each (an IOAPIC pin under KVM's default routing).
+// KvmIrqLine: an interrupt line into the guest backed by an eventfd registered with
+// KVM_IRQFD for one GSI (an IOAPIC pin under KVM's default routing). trigger() is one
+// eventfd write: KVM injects an edge without the VMM touching the vCPUs.
 //
-// KvmIrqLine (the UART's, edge-triggered): an eventfd registered with KVM_IRQFD. trigger()
-// is one eventfd write: KVM injects an edge without the VMM touching the vCPUs.
-// KvmLevelIrqLine (virtio-mmio's, level-triggered): set_level() is one KVM_IRQ_LINE, which
-// KVM handles in the calling thread (an irqfd to an IOAPIC pin goes through a kernel worker
-// thread first).
-//
-// Threads: constructed and destroyed on the main thread (registration); trigger() and
-// set_level() from any thread (vCPU threads for the UART and for InterruptAck, device I/O
-// threads for virtio).
+// Threads: constructed and destroyed on the main thread (registration); trigger() from any
+// thread (vCPU threads for the UART, device I/O threads for virtio).
 #pragma once
 
-#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -55,28 +48,6 @@ class KvmIrqLine final : public virtio::IrqLine {
   const VmFd& vm_;
   uint32_t gsi_;
   UniqueFd event_;
-};
-
-class KvmLevelIrqLine final : public virtio::LevelIrqLine {
- public:
-  // `vm` must outlive the line.
-  KvmLevelIrqLine(const VmFd& vm, uint32_t gsi) : vm_(vm), gsi_(gsi) {}
-  KvmLevelIrqLine(const KvmLevelIrqLine&) = delete;
-  KvmLevelIrqLine& operator=(const KvmLevelIrqLine&) = delete;
-
-  void set_level(bool high) override {
-    if (const int err = vm_.set_irq_line(gsi_, high); err != 0 && !failed_.exchange(true)) {
-      spdlog::error("KVM_IRQ_LINE for GSI {} failed: {}; the device's interrupts are lost",
-                    gsi_, std::strerror(err));
-    }
-  }
-
-  uint32_t gsi() const { return gsi_; }
-
- private:
-  const VmFd& vm_;
-  uint32_t gsi_;
-  std::atomic<bool> failed_{false};  // logged once
 };
 
 }  // namespace minivmm::vmm

@@ -125,13 +125,9 @@ std::vector<kvm_cpuid_entry2> Kvm::supported_cpuid() const {
   throw KvmError("KVM_GET_SUPPORTED_CPUID: too many entries");
 }
 
-VmFd Kvm::create_vm(UniqueFd slot) const {
-  UniqueFd fd(checked_ioctl(fd_.get(), KVM_CREATE_VM, 0UL, "KVM_CREATE_VM"));
-  if (!slot.valid()) return VmFd(std::move(fd), vcpu_mmap_size_);
-  if (::dup3(fd.get(), slot.get(), O_CLOEXEC) < 0) {
-    throw KvmError("dup3 of the VM fd onto its reserved number failed: " + errno_text(errno));
-  }
-  return VmFd(std::move(slot), vcpu_mmap_size_);
+VmFd Kvm::create_vm() const {
+  const int fd = checked_ioctl(fd_.get(), KVM_CREATE_VM, 0UL, "KVM_CREATE_VM");
+  return VmFd(UniqueFd(fd), vcpu_mmap_size_);
 }
 
 // ---- VmFd ---------------------------------------------------------------------------------------
@@ -210,13 +206,6 @@ void VmFd::unregister_irqfd(int event_fd, uint32_t gsi) const {
   irqfd.gsi = gsi;
   irqfd.flags = KVM_IRQFD_FLAG_DEASSIGN;
   checked_ioctl(fd_.get(), KVM_IRQFD, &irqfd, "KVM_IRQFD (deassign)");
-}
-
-int VmFd::set_irq_line(uint32_t gsi, bool high) const {
-  kvm_irq_level line{};
-  line.irq = gsi;
-  line.level = high ? 1 : 0;
-  return ::ioctl(fd_.get(), KVM_IRQ_LINE, &line) == 0 ? 0 : errno;
 }
 
 VcpuFd VmFd::create_vcpu(uint32_t id) const {

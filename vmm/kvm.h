@@ -41,9 +41,7 @@ class Kvm {
   int vcpu_mmap_size() const { return vcpu_mmap_size_; }
   int max_vcpus() const;
   std::vector<kvm_cpuid_entry2> supported_cpuid() const;
-  // KVM_CREATE_VM. With a valid `slot` (an fd reserved earlier, /dev/null say) the VM's fd
-  // takes its number (dup3 over it), so that filters built before could pin it.
-  VmFd create_vm(UniqueFd slot = {}) const;
+  VmFd create_vm() const;
 
  private:
   explicit Kvm(UniqueFd fd) : fd_(std::move(fd)) {}
@@ -70,11 +68,6 @@ class VmFd {
   // KVM_IRQFD: a write to `event_fd` injects an edge on `gsi`.
   void register_irqfd(int event_fd, uint32_t gsi) const;
   void unregister_irqfd(int event_fd, uint32_t gsi) const;
-  // KVM_IRQ_LINE: drives `gsi` high or low. Any thread, and it does not throw: device
-  // threads call it. Returns 0 or the errno. Every thread's seccomp filter allows it on
-  // this fd (vmm/seccomp.h, set_seccomp_vm_fd).
-  int set_irq_line(uint32_t gsi, bool high) const;
-  int fd() const { return fd_.get(); }
   // The VM is being torn down: closing its fd releases every irqfd and ioeventfd, so the
   // unregister calls above do nothing from now on (the main thread's seccomp filter allows
   // no KVM ioctl).

@@ -41,7 +41,6 @@ namespace {
 
 std::atomic<SeccompMode> g_mode{SeccompMode::kOff};
 int g_status_fd = -1;
-std::atomic<int> g_vm_fd{-1};  // set_seccomp_vm_fd
 thread_local const char* t_class = nullptr;
 
 // System call names by number, resolved before any filter exists: the reporter runs in a
@@ -194,11 +193,6 @@ void allow_common(Filter& f) {
 #endif
   // pthread_kill / raise: only to threads of this process.
   f.allow(SCMP_SYS(tgkill), {arg(0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(::getpid()))});
-  // Virtio interrupt lines (vmm/irq.h): raised by device threads, lowered by vCPUs.
-  if (const int vm_fd = g_vm_fd.load(std::memory_order_acquire); vm_fd >= 0) {
-    f.allow(SCMP_SYS(ioctl), {arg(0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(vm_fd)),
-                              arg(1, SCMP_CMP_EQ, KVM_IRQ_LINE)});
-  }
 }
 
 // Each class's own allowlist, on top of allow_common, given the thread's own fd (vcpu: its
@@ -332,10 +326,6 @@ void init_seccomp(SeccompMode mode, int status_fd) {
 
 SeccompMode seccomp_mode() {
   return g_mode.load(std::memory_order_acquire);
-}
-
-void set_seccomp_vm_fd(int vm_fd) {
-  g_vm_fd.store(vm_fd, std::memory_order_release);
 }
 
 void install_seccomp_filter(const char* thread_class, int vcpu_fd) {

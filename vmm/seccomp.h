@@ -2,8 +2,7 @@
 // class -- "main", "vcpu", or a device worker's (seccomp_thread_classes(): "blk", "rng",
 // "console", "vhost", ...) -- and runs under that class's allowlist, built with libseccomp
 // when the thread enters its class so that arguments can be pinned: KVM_RUN only on the
-// thread's own vCPU fd, io_uring_enter only on a blk worker's own ring, KVM_IRQ_LINE only on
-// the VM's fd, terminal ioctls only
+// thread's own vCPU fd, io_uring_enter only on a blk worker's own ring, terminal ioctls only
 // the harmless ones on fds 0-2, mmap/mprotect never with PROT_EXEC, signals only to
 // minivmm's own threads. No class may open a file, create a thread, exec, set up or
 // register an io_uring, or make a KVM setup ioctl: everything of that kind happens before
@@ -33,11 +32,6 @@ enum class SeccompMode { kOn, kLog, kOff };
 // "<status> seccomp <message>" there.
 void init_seccomp(SeccompMode mode, int status_fd = -1);
 SeccompMode seccomp_mode();
-
-// The VM's fd: every class may then drive interrupt lines with KVM_IRQ_LINE on it, and on
-// no other fd (device threads raise a virtio device's line, vCPUs lower it when the driver
-// acknowledges). Set once, before any thread enters its class; without it no class may.
-void set_seccomp_vm_fd(int vm_fd);
 
 // Confines the calling thread to `thread_class`'s allowlist (nothing in mode kOff).
 // `own_fd` is the thread's own fd its calls are pinned to: for "vcpu" its vCPU fd

@@ -168,18 +168,10 @@ Vm::Vm(const VmConfig& config, std::chrono::steady_clock::time_point start)
       timeout_s_(config.timeout_s),
       exec_mode_(config.host_root.has_value()),
       jail_limits_(jail_limits_for(config)) {
-  // Every thread may raise and lower virtio interrupt lines (KVM_IRQ_LINE) on the VM's fd
-  // and on no other (vmm/seccomp.h). Device workers are confined when they are spawned,
-  // which is before KVM is opened: the VM's fd gets a number reserved now.
-  UniqueFd vm_fd_slot(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (!vm_fd_slot.valid()) {
-    throw VmError(std::string("cannot open /dev/null: ") + std::strerror(errno), kExitVmmError);
-  }
-  set_seccomp_vm_fd(vm_fd_slot.get());
   // Cheap checks of user input first, so that bad files are reported even without KVM.
   read_images(config);
   create_virtio_devices(config);
-  open_kvm(config, std::move(vm_fd_slot));
+  open_kvm(config);
   setup_memory_and_boot(config);
   create_interrupt_controllers();
   setup_legacy_devices(config, start);
@@ -536,7 +528,7 @@ void Vm::open_disks(const VmConfig& config) {
 
 // The "start:" debug lines before each KVM step say how far a start got when the host
 // freezes in it (the nested KVM host of this project's machines, README "Known issues").
-void Vm::open_kvm(const VmConfig& config, UniqueFd vm_fd_slot) {
+void Vm::open_kvm(const VmConfig& config) {
   spdlog::debug("start: KVM_CREATE_VM, KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR");
   kvm_.emplace(Kvm::open());
   const int max_vcpus = kvm_->max_vcpus();
@@ -545,7 +537,7 @@ void Vm::open_kvm(const VmConfig& config, UniqueFd vm_fd_slot) {
                       std::to_string(max_vcpus) + " vCPUs",
                   kExitVmmError);
   }
-  vm_.emplace(kvm_->create_vm(std::move(vm_fd_slot)));
+  vm_.emplace(kvm_->create_vm());
   vm_->set_tss_addr(kTssAddr);
   vm_->set_identity_map_addr(kIdentityMapAddr);
 }
@@ -691,7 +683,7 @@ void Vm::setup_legacy_devices(const VmConfig& config, std::chrono::steady_clock:
 
 void Vm::attach_virtio_devices() {
   for (VirtioSlot& v : virtio_) {
-    v.irq = std::make_unique<KvmLevelIrqLine>(*vm_, v.window.irq);
+    v.irq = std::make_unique<KvmIrqLine>(*vm_, v.window.irq);
     v.transport = std::make_shared<mmio::VirtioMmioTransport>(v.device, ram_->memory(), *v.irq);
     v.transport->set_error_handler(
         [name = v.name](const std::string& message) { spdlog::warn("{}: {}", name, message); });

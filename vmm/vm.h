@@ -104,7 +104,7 @@ class Vm {
     std::string name;  // for log lines: "disk rootfs.img"
     std::shared_ptr<virtio::VirtioDevice> device;
     boot::VirtioMmioDeviceInfo window;
-    std::unique_ptr<KvmLevelIrqLine> irq;
+    std::unique_ptr<KvmIrqLine> irq;
     std::shared_ptr<mmio::VirtioMmioTransport> transport;
   };
 
@@ -121,7 +121,7 @@ class Vm {
   // Where a console's output goes (null for SerialMode::kNull); `what` names it in errors.
   std::shared_ptr<devices::HostOutput> open_output(const SerialConfig& mode, const char* what);
   void add_virtio_device(std::string name, std::shared_ptr<virtio::VirtioDevice> device);
-  void open_kvm(const VmConfig& config, UniqueFd vm_fd_slot);
+  void open_kvm(const VmConfig& config);
   void setup_memory_and_boot(const VmConfig& config);
   void create_interrupt_controllers();
   void setup_legacy_devices(const VmConfig& config, std::chrono::steady_clock::time_point start);

@@ -158,25 +158,6 @@ TEST_CASE("MADT has one enabled local APIC per vCPU and the IOAPIC", "[boot][acp
   CHECK(read<uint32_t>(madt, 44 + 8 + 12 + 4) == 2);
 }
 
-TEST_CASE("MADT overrides each virtio ISA IRQ to level-triggered, active high", "[boot][acpi]") {
-  // Slots 0..10 are IRQs 5..15 (ISA: an override each), 11.. are GSIs 16.. (none needed).
-  const uint32_t devices = kMaxVirtioMmioDevices;
-  const auto madt = build_madt(sample_config(1, devices));
-  std::vector<uint32_t> irqs;
-  for (size_t off = 44; off + 1 < madt.size(); off += madt[off + 1]) {
-    REQUIRE(madt[off + 1] >= 2);
-    if (madt[off] != 2) continue;
-    REQUIRE(madt[off + 1] == 10);
-    CHECK(madt[off + 2] == 0);                               // bus ISA
-    CHECK(read<uint32_t>(madt, off + 4) == madt[off + 3]);  // IRQ n -> GSI n
-    CHECK(read<uint16_t>(madt, off + 8) == 0x000d);          // level, active high
-    irqs.push_back(madt[off + 3]);
-  }
-  std::vector<uint32_t> want;
-  for (uint32_t irq = kVirtioIrqBase; irq < 16; ++irq) want.push_back(irq);
-  CHECK(irqs == want);
-}
-
 TEST_CASE("DSDT contains COM1, the virtio devices and _S5_", "[boot][acpi]") {
   const auto dsdt = build_dsdt(sample_config(1, 2));
   CHECK(std::memcmp(dsdt.data(), "DSDT", 4) == 0);

@@ -38,9 +38,9 @@ using test::TempImage;
 
 namespace {
 
-class NullIrq final : public virtio::LevelIrqLine {
+class NullIrq final : public virtio::IrqLine {
  public:
-  void set_level(bool) override {}
+  void trigger() override {}
 };
 
 size_t count_entries(const char* dir) {

@@ -1,5 +1,5 @@
 // Test doubles for the mmio tests and the transport fuzzer: a VirtioDevice that records
-// what the transport does to it, and a level IrqLine that counts rises. Single-threaded
+// what the transport does to it, and an IrqLine that counts triggers. Single-threaded
 // unless a test says otherwise (the counters are atomics for the thread tests).
 #pragma once
 
@@ -19,20 +19,10 @@
 
 namespace minivmm::test {
 
-// A level line that records its level and counts its rises (low to high: one interrupt
-// each, as the guest sees them) and the calls that did not change it.
-class CountingIrq final : public virtio::LevelIrqLine {
+class CountingIrq final : public virtio::IrqLine {
  public:
-  void set_level(bool high) override {
-    if (level.exchange(high) == high) {
-      redundant.fetch_add(1);
-    } else if (high) {
-      count.fetch_add(1);
-    }
-  }
+  void trigger() override { count.fetch_add(1); }
   std::atomic<uint64_t> count{0};
-  std::atomic<uint64_t> redundant{0};
-  std::atomic<bool> level{false};
 };
 
 class DummyDevice final : public virtio::VirtioDevice {

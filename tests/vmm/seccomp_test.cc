@@ -40,7 +40,6 @@ namespace {
 constexpr int kOwnFd = 100;
 constexpr int kOtherFd = 101;     // another fd it holds (another disk's ring, say)
 constexpr int kStatusFd = 102;    // the --status-file
-constexpr int kVmFd = 103;        // the VM's fd (set_seccomp_vm_fd)
 
 struct Probe {
   const char* thread_class;
@@ -108,12 +107,6 @@ std::vector<Probe> forbidden_everywhere(const char* c) {
       {c, "write", true, "", [] { [[maybe_unused]] ssize_t n = ::write(kOtherFd, "x", 1); }},
       {c, "tgkill itself with signal 0", true, "",
        [] { ::syscall(SYS_tgkill, ::getpid(), ::gettid(), 0); }},
-      // Virtio interrupt lines: KVM_IRQ_LINE on the VM's fd, and nothing else there.
-      {c, "ioctl KVM_IRQ_LINE on the VM fd", true, "", [] { ::ioctl(kVmFd, KVM_IRQ_LINE, 0); }},
-      {c, "ioctl KVM_IRQ_LINE on another fd", false, "ioctl",
-       [] { ::ioctl(kOtherFd, KVM_IRQ_LINE, 0); }},
-      {c, "ioctl KVM_SET_USER_MEMORY_REGION on the VM fd", false, "ioctl",
-       [] { ::ioctl(kVmFd, KVM_SET_USER_MEMORY_REGION, 0); }},
   };
 }
 
@@ -291,9 +284,7 @@ Outcome run_probe(const Probe& probe, SeccompMode mode) {
     ::dup2(null_fd, kOwnFd);
     ::dup2(null_fd, kOtherFd);
     ::dup2(status_fd, kStatusFd);
-    ::dup2(null_fd, kVmFd);
     minivmm::vmm::init_seccomp(mode, kStatusFd);
-    minivmm::vmm::set_seccomp_vm_fd(kVmFd);
     try {
       minivmm::vmm::install_seccomp_filter(probe.thread_class, kOwnFd);
     } catch (...) {
