@@ -61,6 +61,14 @@ Result<uint16_t> Queue::avail_idx(const GuestMemory& mem) const {
   return *idx;
 }
 
+Queue::RingIndices Queue::ring_indices(const GuestMemory& mem) const {
+  RingIndices r;
+  r.avail = mem.read_obj<uint16_t>(avail_ring_ + kRingIdxOffset);
+  r.used = mem.read_obj<uint16_t>(used_ring_ + kRingIdxOffset);
+  if (event_idx_) r.used_event = mem.read_obj<uint16_t>(used_event_addr());
+  return r;
+}
+
 Result<uint16_t> Queue::pending(const GuestMemory& mem) const {
   if (!ready_) return Error::kQueueNotReady;
   auto idx = avail_idx(mem);
@@ -187,9 +195,7 @@ Result<bool> Queue::needs_notification(const GuestMemory& mem) {
     if (!flags) return Error::kGuestMemory;
     return (*flags & kVirtqAvailFNoInterrupt) == 0;
   }
-  // used_event lives after the avail ring entries (virtio 1.2 §2.7.6).
-  auto used_event =
-      mem.load_acquire_u16(avail_ring_ + kRingEntriesOffset + size_ * kAvailEntrySize);
+  auto used_event = mem.load_acquire_u16(used_event_addr());
   if (!used_event) return Error::kGuestMemory;
   if (!old || wrapped) return true;
   // vring_need_event(): notify if used_event lies in (old, used].

@@ -121,6 +121,14 @@ class Queue {
   // How many chains the driver made available past next_avail_ (checked against size).
   Result<uint16_t> pending(const GuestMemory& mem) const;
 
+  // The ring's indices as guest memory holds them now, for diagnostics (the VMM's log when a
+  // guest is stopped from outside): avail->idx, used->idx and, with EVENT_IDX, used_event.
+  // Each is nullopt when it cannot be read (or, for used_event, without EVENT_IDX).
+  struct RingIndices {
+    std::optional<uint16_t> avail, used, used_event;
+  };
+  RingIndices ring_indices(const GuestMemory& mem) const;
+
   uint16_t next_avail() const { return next_avail_; }
   uint16_t next_used() const { return next_used_; }
   // Chains popped and not yet used.
@@ -129,6 +137,10 @@ class Queue {
  private:
   friend class AvailIter;
   Result<uint16_t> avail_idx(const GuestMemory& mem) const;
+  // used_event lives after the avail ring's entries (virtio 1.2 §2.7.6).
+  uint64_t used_event_addr() const {
+    return avail_ring_ + kRingEntriesOffset + uint64_t{size_} * kAvailEntrySize;
+  }
   // avail_event lives after the used ring's entries (virtio 1.2 §2.7.8).
   uint64_t avail_event_addr() const {
     return used_ring_ + kRingEntriesOffset + uint64_t{size_} * kUsedEntrySize;

@@ -941,10 +941,8 @@ void Vm::stop_vcpus() {
 // Only plain reads of guest RAM: the vCPUs are stopped, the workers may still run.
 void Vm::log_virtqueues() const {
   if (!spdlog::should_log(spdlog::level::info)) return;
-  const virtio::GuestMemory& mem = ram_->memory();
-  auto index_at = [&mem](uint64_t addr) -> std::string {
-    const auto v = mem.read_obj<uint16_t>(addr);
-    return v ? std::to_string(*v) : std::string("?");
+  auto text = [](std::optional<uint16_t> index) {
+    return index ? std::to_string(*index) : std::string("?");
   };
   for (const VirtioSlot& v : virtio_) {
     if (!v.transport || !(v.transport->status() & virtio::kStatusDriverOk)) continue;
@@ -953,12 +951,9 @@ void Vm::log_virtqueues() const {
     for (size_t i = 0; i < v.transport->num_queues(); ++i) {
       const virtio::Queue& q = v.transport->queue(i);
       if (!q.ready()) continue;
-      // avail: flags, idx, ring[size], used_event; used: flags, idx (virtio 1.2 §2.7.6, §2.7.8)
-      line += fmt::format("; queue {}: avail {} used {}", i, index_at(q.avail_ring() + 2),
-                          index_at(q.used_ring() + 2));
-      if (virtio::has_feature(v.device->acked_features(), virtio::kFEventIdx)) {
-        line += " used_event " + index_at(q.avail_ring() + 4 + 2 * uint64_t{q.size()});
-      }
+      const virtio::Queue::RingIndices r = q.ring_indices(ram_->memory());
+      line += fmt::format("; queue {}: avail {} used {}", i, text(r.avail), text(r.used));
+      if (q.event_idx()) line += " used_event " + text(r.used_event);
     }
     spdlog::info("at the stop: {}", line);
   }

@@ -264,6 +264,33 @@ TEST_CASE("notification suppression with EVENT_IDX") {
   CHECK(q.needs_notification(mem).value());
 }
 
+TEST_CASE("ring_indices reads avail idx, used idx and, with EVENT_IDX, used_event") {
+  FakeGuestMemory guest(kRam);
+  const GuestMemory& mem = guest.mem();
+  DriverQueue driver(guest, 8, kRings);
+  Queue q(8);
+  driver.configure(q, false, false);
+  for (int i = 0; i < 3; ++i) driver.add_chain({{kData, 8}});
+  auto popped = q.pop(mem);
+  REQUIRE(popped.has_value());
+  REQUIRE(popped->has_value());
+  REQUIRE(q.add_used(mem, (*popped)->head_index(), 0).has_value());
+  driver.set_used_event(7);
+  Queue::RingIndices r = q.ring_indices(mem);
+  CHECK(r.avail == 3);
+  CHECK(r.used == 1);
+  CHECK_FALSE(r.used_event.has_value());  // no EVENT_IDX
+  driver.configure(q, true, false);
+  r = q.ring_indices(mem);
+  CHECK(r.used_event == 7);
+  // Rings outside guest RAM read as nothing.
+  q.set_avail_ring(kRam + 0x1000);
+  r = q.ring_indices(mem);
+  CHECK_FALSE(r.avail.has_value());
+  CHECK_FALSE(r.used_event.has_value());
+  CHECK(r.used == 1);
+}
+
 TEST_CASE("EVENT_IDX decisions across the 16-bit wrap") {
   FakeGuestMemory guest(kRam);
   const GuestMemory& mem = guest.mem();
