@@ -182,6 +182,7 @@ bool VirtioVsock::rx_wanted() {
         return true;
       }
       input_drained(*c);
+      update_interest(*c);
     }
     if (c != nullptr) c->queued = false;
     ready_.pop_front();
@@ -475,10 +476,9 @@ void VirtioVsock::refresh(Conn& c) {
 
 void VirtioVsock::input_drained(Conn& c) {
   // After a hangup the socket is out of the loop, and nothing would say when to read again:
-  // it is read until its end of file instead (a closed peer's socket never blocks).
-  if (!c.polled) return;
-  c.host_readable = false;
-  update_interest(c);
+  // it is read until its end of file instead (a closed peer's socket never blocks). The
+  // caller updates the fd's interest.
+  if (c.polled) c.host_readable = false;
 }
 
 void VirtioVsock::update_interest(Conn& c) {

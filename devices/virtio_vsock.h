@@ -208,7 +208,7 @@ class VirtioVsock final : public virtio::VirtioDevice {
   void close_handshake(uint64_t id);
   bool flush(Conn& c);  // false: the socket failed
   void update_interest(Conn& c);
-  void input_drained(Conn& c);  // the socket has no input now: poll it for more
+  void input_drained(Conn& c);  // the socket has no input now: poll it for more (see .cc)
   void maybe_credit_update(Conn& c);
   VsockHeader header_for(Conn& c, uint16_t op);
   void arm_timer();
