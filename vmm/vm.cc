@@ -529,7 +529,8 @@ void Vm::open_disks(const VmConfig& config) {
 // The "start:" debug lines before each KVM step say how far a start got when the host
 // freezes in it (the nested KVM host of this project's machines, README "Known issues").
 void Vm::open_kvm(const VmConfig& config) {
-  spdlog::debug("start: KVM_CREATE_VM, KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR");
+  spdlog::debug("start: {:.1f} ms: KVM_CREATE_VM, KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR",
+                ms_since_start());
   kvm_.emplace(Kvm::open());
   const int max_vcpus = kvm_->max_vcpus();
   if (config.cpus > static_cast<uint32_t>(max_vcpus)) {
@@ -543,7 +544,7 @@ void Vm::open_kvm(const VmConfig& config) {
 }
 
 void Vm::create_interrupt_controllers() {
-  spdlog::debug("start: KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2");
+  spdlog::debug("start: {:.1f} ms: KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2", ms_since_start());
   // After the RAM is registered: registering memory once the in-kernel irqchip exists costs
   // KVM about 20 times more (6.9 ms instead of 0.3 ms measured here, bench/RESULTS.md).
   vm_->create_irqchip();
@@ -551,7 +552,8 @@ void Vm::create_interrupt_controllers() {
 }
 
 void Vm::setup_memory_and_boot(const VmConfig& config) {
-  spdlog::debug("start: guest RAM ({} MiB) and memory slots, boot images", config.memory >> 20);
+  spdlog::debug("start: {:.1f} ms: guest RAM ({} MiB) and memory slots, boot images",
+                ms_since_start(), config.memory >> 20);
   const uint64_t top = boot::ram_regions(config.memory).back().guest_addr +
                        boot::ram_regions(config.memory).back().size;
   const uint32_t bits = phys_address_bits(kvm_->supported_cpuid());
@@ -702,7 +704,8 @@ void Vm::attach_virtio_devices() {
 }
 
 void Vm::setup_vcpus(const VmConfig& config) {
-  spdlog::debug("start: {} vCPU(s): KVM_CREATE_VCPU, CPUID, MSRs, registers", config.cpus);
+  spdlog::debug("start: {:.1f} ms: {} vCPU(s): KVM_CREATE_VCPU, CPUID, MSRs, registers",
+                ms_since_start(), config.cpus);
   install_vcpu_kick_handler();
   const std::vector<kvm_cpuid_entry2> supported = kvm_->supported_cpuid();
   CpuidHostCaps caps;
@@ -903,6 +906,7 @@ bool Vm::confine_vcpu(const Vcpu& vcpu) {
 // Every device worker entered its class when it was spawned; the vCPUs wait at the gate
 // with their filters; the main thread is confined last, then the guest may run.
 void Vm::confine_main_and_start_guest() {
+  spdlog::debug("start: {:.1f} ms: confining the threads", ms_since_start());
   {
     std::unique_lock lock(gate_mutex_);
     gate_cv_.wait(lock, [this] { return confined_vcpus_ == threads_.size(); });

@@ -142,6 +142,10 @@ class Vm {
   std::optional<int> reported_status() const;
 
   std::chrono::steady_clock::time_point start_;  // process start, for start-up logs
+  double ms_since_start() const {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_)
+        .count();
+  }
   std::optional<uint32_t> timeout_s_;
   bool exec_mode_;  // --host-root --exec: stderr belongs to the command
   JailLimits jail_limits_;  // what the main thread sets before it is confined
